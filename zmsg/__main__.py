@@ -1,0 +1,3 @@
+from zmsg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Pure-Python twin of ``zmsg._fastframe``: the readable specification of the wire format.
+
+A ZeroMQ message is a list of frames. Frame 0 (after any ROUTER identity frames) is a *batch*:
+records laid back to back, each a 24-byte little-endian header, the pattern bytes and the body
+bytes. A record whose FLAG_EXTERNAL_BODY bit is set carries no body inside the batch; its body is
+the next unused frame of the message (so large payloads travel without being copied into the
+batch). See docs/protocol.md for the meaning of every field.
+
+Header layout (struct ``<BBHIQIHH``)::
+
+    offset size field
+    0      1    version          (1)
+    1      1    kind
+    2      2    flags
+    4      4    body_len
+    8      8    correlation_id
+    16     4    ttl_ms           (remaining time budget of a request, 0 = none)
+    20     2    pattern_len
+    22     2    reserved         (must be 0)
+
+This module and the Cython one must agree byte for byte; a differential test checks it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from zmsg.errors import FrameError
+
+VERSION = 1
+HEADER_SIZE = 24
+FLAG_EXTERNAL_BODY = 0x0001
+MAX_PATTERN_LEN = 0xFFFF
+MAX_BODY_LEN = 0xFFFFFFFF
+MAX_ID = 0xFFFFFFFFFFFFFFFF
+
+_HEADER = struct.Struct("<BBHIQIHH")
+
+Record = tuple[int, int, int, int, bytes, Any]
+
+
+def pack_header(kind: int, flags: int, correlation_id: int, ttl_ms: int, pattern_len: int, body_len: int) -> bytes:
+    """Pack one record header; raises ValueError (via struct) for out-of-range fields."""
+    _check_ranges(kind, flags, correlation_id, ttl_ms, pattern_len, body_len)
+    return _HEADER.pack(VERSION, kind, flags, body_len, correlation_id, ttl_ms, pattern_len, 0)
+
+
+def unpack_header(data: bytes, offset: int = 0) -> tuple[int, int, int, int, int, int, int]:
+    """Return (version, kind, flags, body_len, correlation_id, ttl_ms, pattern_len)."""
+    if len(data) - offset < HEADER_SIZE:
+        raise FrameError(f"truncated header: {len(data) - offset} bytes, need {HEADER_SIZE}")
+    version, kind, flags, body_len, cid, ttl_ms, pattern_len, _reserved = _HEADER.unpack_from(data, offset)
+    return version, kind, flags, body_len, cid, ttl_ms, pattern_len
+
+
+def append_record(
+    buf: bytearray, kind: int, flags: int, correlation_id: int, ttl_ms: int, pattern: bytes, body: bytes
+) -> None:
+    """Append a complete record (header, pattern, body) to a batch being built."""
+    buf += pack_header(kind, flags & ~FLAG_EXTERNAL_BODY, correlation_id, ttl_ms, len(pattern), len(body))
+    buf += pattern
+    buf += body
+
+
+def append_external(
+    buf: bytearray, kind: int, flags: int, correlation_id: int, ttl_ms: int, pattern: bytes, body_len: int
+) -> None:
+    """Append a record whose body travels as its own frame after the batch."""
+    buf += pack_header(kind, flags | FLAG_EXTERNAL_BODY, correlation_id, ttl_ms, len(pattern), body_len)
+    buf += pattern
+
+
+def parse_frames(frames: Sequence[Any], start: int = 0) -> list[Record]:
+    """Parse the batch at ``frames[start]`` and resolve external bodies from later frames.
+
+    Returns ``(kind, flags, correlation_id, ttl_ms, pattern, body)`` tuples. On a fault raises
+    FrameError carrying the records parsed before it and the faulty record's id when known.
+    """
+    if start >= len(frames):
+        raise FrameError("message has no batch frame")
+    data = frames[start]
+    size = len(data)
+    next_frame = start + 1
+    records: list[Record] = []
+    offset = 0
+    if size == 0:
+        raise FrameError("empty batch frame")
+    while offset < size:
+        if size - offset < HEADER_SIZE:
+            raise FrameError(f"truncated header: {size - offset} bytes, need {HEADER_SIZE}", records)
+        version, kind, flags, body_len, cid, ttl_ms, pattern_len, reserved = _HEADER.unpack_from(data, offset)
+        if version != VERSION:
+            raise FrameError(f"unsupported protocol version {version} (this peer speaks {VERSION})", records, cid)
+        if reserved != 0:
+            raise FrameError("reserved header field is not zero", records, cid)
+        offset += HEADER_SIZE
+        if size - offset < pattern_len:
+            raise FrameError(f"pattern length {pattern_len} exceeds the {size - offset} bytes left", records, cid)
+        pattern = bytes(data[offset : offset + pattern_len])
+        offset += pattern_len
+        if flags & FLAG_EXTERNAL_BODY:
+            if next_frame >= len(frames):
+                raise FrameError("record announces an external body frame that is missing", records, cid)
+            body = frames[next_frame]
+            next_frame += 1
+            if len(body) != body_len:
+                raise FrameError(f"external body is {len(body)} bytes, header says {body_len}", records, cid)
+        else:
+            if size - offset < body_len:
+                raise FrameError(f"body length {body_len} exceeds the {size - offset} bytes left", records, cid)
+            body = bytes(data[offset : offset + body_len])
+            offset += body_len
+        records.append((kind, flags, cid, ttl_ms, pattern, body))
+    if next_frame != len(frames):
+        raise FrameError(f"{len(frames) - next_frame} unexpected extra frame(s) after the batch", records)
+    return records
+
+
+def _check_ranges(kind: int, flags: int, correlation_id: int, ttl_ms: int, pattern_len: int, body_len: int) -> None:
+    if not 0 <= kind <= 0xFF:
+        raise ValueError(f"kind {kind} out of range 0..255")
+    if not 0 <= flags <= 0xFFFF:
+        raise ValueError(f"flags {flags} out of range 0..65535")
+    if not 0 <= correlation_id <= MAX_ID:
+        raise ValueError("correlation id out of range for 64 bits")
+    if not 0 <= ttl_ms <= 0xFFFFFFFF:
+        raise ValueError(f"ttl_ms {ttl_ms} out of range for 32 bits")
+    if not 0 <= pattern_len <= MAX_PATTERN_LEN:
+        raise ValueError(f"pattern is {pattern_len} bytes, the limit is {MAX_PATTERN_LEN}")
+    if not 0 <= body_len <= MAX_BODY_LEN:
+        raise ValueError(f"body is {body_len} bytes, the limit is {MAX_BODY_LEN}")

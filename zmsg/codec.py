@@ -1,0 +1,99 @@
+"""Payload and pattern encoding with msgspec: encoders and decoders are built once and reused.
+
+Bodies are MessagePack. Patterns are route names: a str is used as its UTF-8 bytes, a dict is
+canonicalised to compact JSON with sorted keys, so ``{"cmd": "sum", "v": 1}`` and
+``{"v": 1, "cmd": "sum"}`` name the same route. msgspec's own exceptions stop here: callers get
+``PayloadError`` (undecodable or invalid body) or a ``TypeError`` that names the offending type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from zmsg.errors import ZmsgError
+
+__all__ = [
+    "Pattern",
+    "PayloadError",
+    "encode_pattern",
+    "pattern_repr",
+    "encode",
+    "decode",
+    "typed_decoder",
+    "error_object",
+    "INTERNAL_ERROR",
+]
+
+Pattern = str | dict[str, Any]
+
+
+class PayloadError(ZmsgError, ValueError):
+    """A body could not be decoded, or did not match the type its handler declares."""
+
+
+_json_sorted = msgspec.json.Encoder(order="sorted")
+_pattern_cache: dict[str, bytes] = {}
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+INTERNAL_ERROR: dict[str, Any] = {"status": 500, "message": "Internal server error"}
+
+
+def encode_pattern(pattern: Pattern) -> bytes:
+    """The route bytes of a pattern (cached for strings, canonical JSON for dicts)."""
+    if type(pattern) is str:
+        cached = _pattern_cache.get(pattern)
+        if cached is None:
+            cached = pattern.encode()
+            if len(_pattern_cache) < 4096:
+                _pattern_cache[pattern] = cached
+        return cached
+    if isinstance(pattern, dict):
+        try:
+            return _json_sorted.encode(pattern)
+        except TypeError as exc:
+            raise TypeError(f"a dict pattern must be JSON-serialisable: {exc}") from None
+    if isinstance(pattern, str):
+        return pattern.encode()
+    raise TypeError(f"a pattern must be a str or a dict, not {type(pattern).__name__}")
+
+
+def pattern_repr(pattern: bytes) -> str:
+    """A human-readable form of route bytes for error messages and logs."""
+    return pattern.decode("utf-8", errors="replace")
+
+
+def encode(value: Any) -> bytes:
+    try:
+        return _encoder.encode(value)
+    except TypeError as exc:
+        raise TypeError(f"cannot encode payload: {exc}") from None
+    except OverflowError as exc:
+        raise TypeError(f"cannot encode payload: {exc}") from None
+
+
+def decode(body: Any) -> Any:
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"Malformed payload: {exc}") from None
+
+
+def typed_decoder(tp: Any) -> msgspec.msgpack.Decoder[Any]:
+    """A decoder validating against ``tp`` (a msgspec Struct, builtin or typing construct)."""
+    return msgspec.msgpack.Decoder(tp)
+
+
+def decode_with(decoder: msgspec.msgpack.Decoder[Any], body: Any) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(f"Invalid payload: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"Malformed payload: {exc}") from None
+
+
+def error_object(status: int, message: str) -> dict[str, Any]:
+    return {"status": status, "message": message}

@@ -1,0 +1,176 @@
+"""Sans-io core of the zmsg wire protocol: record kinds, batches, the in-flight table.
+
+Theory of operation: peers exchange *records* (request, reply, error, event, ...) packed by
+``zmsg._framing`` into batches, one batch per ZeroMQ message. This module knows what the kinds
+mean and keeps the bookkeeping that makes correlation work (which request ids are awaited, and
+until when), but it never touches a socket, a clock or an event loop: callers pass bytes and
+``now`` in and get records and decisions out, so every rule here is testable with bytes alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from zmsg import _framing
+from zmsg._framing import FLAG_EXTERNAL_BODY, HEADER_SIZE, VERSION, parse_frames
+
+__all__ = [
+    "KIND_REQUEST",
+    "KIND_REPLY",
+    "KIND_ERROR",
+    "KIND_EVENT",
+    "KIND_STREAM_ITEM",
+    "KIND_STREAM_END",
+    "KIND_CANCEL",
+    "KIND_HEARTBEAT",
+    "KNOWN_KINDS",
+    "KIND_NAMES",
+    "RESERVED_PREFIX",
+    "HELLO_PATTERN",
+    "EXTERNAL_BODY_THRESHOLD",
+    "VERSION",
+    "HEADER_SIZE",
+    "FLAG_EXTERNAL_BODY",
+    "BatchBuilder",
+    "InFlight",
+    "parse_frames",
+]
+
+# Record kinds (header byte 1). 5-8 are reserved for streaming, cancellation and heartbeats:
+# a peer that receives a kind it does not implement answers with an error record.
+KIND_REQUEST = 1
+KIND_REPLY = 2
+KIND_ERROR = 3
+KIND_EVENT = 4
+KIND_STREAM_ITEM = 5
+KIND_STREAM_END = 6
+KIND_CANCEL = 7
+KIND_HEARTBEAT = 8
+KIND_NAMES = {
+    KIND_REQUEST: "request",
+    KIND_REPLY: "reply",
+    KIND_ERROR: "error",
+    KIND_EVENT: "event",
+    KIND_STREAM_ITEM: "stream-item",
+    KIND_STREAM_END: "stream-end",
+    KIND_CANCEL: "cancel",
+    KIND_HEARTBEAT: "heartbeat",
+}
+KNOWN_KINDS = frozenset(KIND_NAMES)
+
+# Patterns starting with this prefix are the service's own (handshake, health, info); user
+# handlers may not register them.
+RESERVED_PREFIX = "$zmsg."
+HELLO_PATTERN = RESERVED_PREFIX + "hello"
+
+# Bodies at least this large travel as their own frame instead of being copied into the batch.
+EXTERNAL_BODY_THRESHOLD = 16 * 1024
+
+
+@dataclass
+class BatchBuilder:
+    """Accumulates records into one ZeroMQ message (a batch frame plus external body frames)."""
+
+    external_threshold: int = EXTERNAL_BODY_THRESHOLD
+    buf: bytearray = field(default_factory=bytearray)
+    externals: list[Any] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, kind: int, flags: int, correlation_id: int, ttl_ms: int, pattern: bytes, body: Any) -> None:
+        if len(body) >= self.external_threshold:
+            _framing.append_external(self.buf, kind, flags, correlation_id, ttl_ms, pattern, len(body))
+            self.externals.append(body)
+        else:
+            _framing.append_record(self.buf, kind, flags, correlation_id, ttl_ms, pattern, body)
+        self.count += 1
+
+    def take(self) -> list[Any]:
+        """Return the frames of the batch built so far and start a new one."""
+        frames: list[Any] = [bytes(self.buf)]
+        if self.externals:
+            frames.extend(self.externals)
+            self.externals = []
+        self.buf = bytearray()
+        self.count = 0
+        return frames
+
+    def __len__(self) -> int:
+        return self.count
+
+
+T = TypeVar("T")
+
+
+class InFlight(Generic[T]):
+    """Requests awaiting a reply, by correlation id, with their deadlines.
+
+    Adding and resolving are O(1). Expiry is a sweep over what is in flight, run only when the
+    earliest known deadline has passed, so no timer is created per request.
+    """
+
+    __slots__ = ("_entries", "_next_id", "_earliest", "late_replies")
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[T, float]] = {}
+        self._next_id = 0
+        self._earliest = float("inf")
+        self.late_replies = 0
+
+    def new_id(self) -> int:
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFFFFFFFFFF or 1
+        return self._next_id
+
+    def add(self, correlation_id: int, waiter: T, deadline: float) -> bool:
+        """Track a request; returns True when its deadline is now the earliest known one."""
+        self._entries[correlation_id] = (waiter, deadline)
+        if deadline < self._earliest:
+            self._earliest = deadline
+            return True
+        return False
+
+    def resolve(self, correlation_id: int) -> T | None:
+        """The waiter of a reply, or None (counted) when the id is unknown or already expired."""
+        entry = self._entries.pop(correlation_id, None)
+        if entry is None:
+            self.late_replies += 1
+            return None
+        return entry[0]
+
+    def discard(self, correlation_id: int) -> T | None:
+        entry = self._entries.pop(correlation_id, None)
+        return None if entry is None else entry[0]
+
+    def expire(self, now: float) -> list[tuple[int, T]]:
+        """Remove and return every request whose deadline is at or before ``now``."""
+        if now < self._earliest:
+            return []
+        expired: list[tuple[int, T]] = []
+        earliest = float("inf")
+        for cid, (waiter, deadline) in self._entries.items():
+            if deadline <= now:
+                expired.append((cid, waiter))
+            elif deadline < earliest:
+                earliest = deadline
+        for cid, _ in expired:
+            del self._entries[cid]
+        self._earliest = earliest
+        return expired
+
+    @property
+    def earliest_deadline(self) -> float:
+        return self._earliest
+
+    def drain(self) -> Iterator[tuple[int, T]]:
+        """Remove and yield everything in flight (used when the connection is closed)."""
+        entries, self._entries = self._entries, {}
+        self._earliest = float("inf")
+        for cid, (waiter, _deadline) in entries.items():
+            yield cid, waiter
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, correlation_id: int) -> bool:
+        return correlation_id in self._entries

@@ -1,0 +1,127 @@
+"""Decorators that mark handlers, and the introspection that binds them.
+
+Decorators only attach metadata (``__zmsg_routes__``) to the function, so they work on plain
+functions and on methods of a controller class alike; a ``Service`` binds them when they are
+registered or included. Binding reads the signature once: which parameter receives the payload
+(and its annotated type, for which a typed msgspec decoder is built now, not per message) and
+which one wants the ``Context``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+from zmsg.codec import Pattern, encode_pattern, typed_decoder
+from zmsg.protocol import RESERVED_PREFIX
+from zmsg.service.context import Context
+
+__all__ = ["message_pattern", "event_pattern", "Handler", "bind_handler", "ROUTES_ATTR", "MESSAGE", "EVENT"]
+
+ROUTES_ATTR = "__zmsg_routes__"
+MESSAGE = "message"
+EVENT = "event"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mark(role: str, pattern: Pattern) -> Callable[[F], F]:
+    route = encode_pattern(pattern)  # validates the pattern at decoration time
+    if route.decode("utf-8", "replace").startswith(RESERVED_PREFIX):
+        raise ValueError(f"patterns starting with {RESERVED_PREFIX!r} are reserved for zmsg itself")
+
+    def decorate(func: F) -> F:
+        if not callable(func):
+            raise TypeError(f"@{role}_pattern must decorate a callable, not {func!r}")
+        routes: list[tuple[str, bytes]] = list(getattr(func, ROUTES_ATTR, ()))
+        routes.append((role, route))
+        try:
+            setattr(func, ROUTES_ATTR, routes)
+        except AttributeError:  # bound methods: mark the underlying function
+            setattr(func.__func__, ROUTES_ATTR, routes)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def message_pattern(pattern: Pattern) -> Callable[[F], F]:
+    """Mark a function or controller method as the request-reply handler of ``pattern``."""
+    return _mark(MESSAGE, pattern)
+
+
+def event_pattern(pattern: Pattern) -> Callable[[F], F]:
+    """Mark a function or controller method as a handler of the event ``pattern``."""
+    return _mark(EVENT, pattern)
+
+
+@dataclass(slots=True)
+class Handler:
+    """A bound handler: how to call it and how to decode its payload."""
+
+    func: Callable[..., Any]
+    name: str
+    is_async: bool
+    decoder: msgspec.msgpack.Decoder[Any] | None  # None: the handler takes no payload
+    payload_param: str | None
+    context_param: str | None
+    positional_payload: bool
+
+    def call(self, payload: Any, context: Context | None) -> Any:
+        if self.context_param is None:
+            if self.payload_param is None:
+                return self.func()
+            if self.positional_payload:
+                return self.func(payload)
+            return self.func(**{self.payload_param: payload})
+        kwargs: dict[str, Any] = {self.context_param: context}
+        if self.payload_param is not None:
+            kwargs[self.payload_param] = payload
+        return self.func(**kwargs)
+
+
+def bind_handler(func: Callable[..., Any]) -> Handler:
+    """Inspect ``func`` once and build what dispatch needs to call it fast."""
+    target = inspect.unwrap(func)
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot inspect handler {func!r}: {exc}") from None
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception as exc:  # unresolved forward references and the like
+        raise TypeError(f"cannot resolve the type hints of handler {func!r}: {exc}") from None
+
+    payload_param: str | None = None
+    payload_type: Any = Any
+    context_param: str | None = None
+    positional_payload = False
+    for index, (name, param) in enumerate(signature.parameters.items()):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        hint = hints.get(name, Any)
+        if hint is Context:
+            context_param = name
+        elif payload_param is None:
+            payload_param = name
+            payload_type = hint
+            positional_payload = index == 0 and param.kind != param.KEYWORD_ONLY
+        elif param.default is param.empty:
+            raise TypeError(
+                f"handler {func.__qualname__} has more than one required parameter besides the Context "
+                f"({payload_param!r} and {name!r}); a handler receives one payload"
+            )
+    decoder = typed_decoder(payload_type) if payload_param is not None else None
+    return Handler(
+        func=func,
+        name=getattr(func, "__qualname__", repr(func)),
+        is_async=inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(func),
+        decoder=decoder,
+        payload_param=payload_param,
+        context_param=context_param,
+        positional_payload=positional_payload,
+    )

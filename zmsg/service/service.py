@@ -1,0 +1,443 @@
+"""``Service``: handlers bound to patterns, served on a ROUTER (requests) and a SUB (events).
+
+Theory of operation: each ROUTER message is a batch of records from one client. Records are
+dispatched in order: a sync handler runs inline and its reply record is appended to that
+client's pending reply batch; an async handler becomes a task whose reply joins the pending
+batch when it finishes. Pending batches are flushed when the reader has drained the socket (so
+one batch of requests is answered by one reply message) and once per loop iteration for replies
+of async handlers. Events arrive on the SUB socket (and, for clients without a publisher, on the
+ROUTER) and go to every handler of their pattern; their failures stay here (logged, counted).
+Nothing malformed reaches a handler or stops a reader: it is counted and, where a reply can be
+addressed, answered with an error record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from zmsg import codec
+from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
+from zmsg.errors import FrameError, RpcException, ZmsgError
+from zmsg.protocol import (
+    HELLO_PATTERN,
+    KIND_ERROR,
+    KIND_EVENT,
+    KIND_NAMES,
+    KIND_REPLY,
+    KIND_REQUEST,
+    RESERVED_PREFIX,
+    VERSION,
+    BatchBuilder,
+    parse_frames,
+)
+from zmsg.service.context import Context
+from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
+from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
+
+__all__ = ["Service", "ServiceStats"]
+
+log = logging.getLogger("zmsg.service")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class ServiceStats:
+    """Counters a running service keeps; every rejected or failed record is counted here."""
+
+    requests: int = 0
+    replies: int = 0
+    errors_sent: int = 0
+    events: int = 0
+    handler_errors: int = 0
+    event_handler_errors: int = 0
+    unknown_patterns: int = 0
+    invalid_payloads: int = 0
+    malformed_messages: int = 0
+    unsupported_kinds: int = 0
+    unroutable_replies: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Service:
+    """A named set of handlers, started on an endpoint (NestJS's microservice)."""
+
+    def __init__(self, name: str, *, version: str = "0.0.0", max_message_size: int = 64 * 1024 * 1024) -> None:
+        if not name or not isinstance(name, str):
+            raise ValueError("a Service needs a non-empty name")
+        self.name = name
+        self.version = version
+        self.max_message_size = max_message_size
+        self.stats = ServiceStats()
+        self._message_handlers: dict[bytes, Handler] = {}
+        self._event_handlers: dict[bytes, list[Handler]] = {}
+        self._router: Channel | None = None
+        self._subscriber: Channel | None = None
+        self._endpoint: str | None = None
+        self._events_endpoint: str | None = None
+        self._pending: dict[bytes, BatchBuilder] = {}
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._draining = False
+        self._started_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._builtins: dict[bytes, Callable[[], Any]] = {HELLO_PATTERN.encode(): self._hello}
+
+    # -- registration ----------------------------------------------------------------------
+
+    def message_pattern(self, pattern: Pattern) -> Callable[[F], F]:
+        """Register the decorated function as the request-reply handler of ``pattern``."""
+        mark = message_pattern(pattern)
+
+        def decorate(func: F) -> F:
+            self._add(MESSAGE, encode_pattern(pattern), func)
+            return mark(func)
+
+        return decorate
+
+    def event_pattern(self, pattern: Pattern) -> Callable[[F], F]:
+        """Register the decorated function as a handler of the event ``pattern``."""
+        mark = event_pattern(pattern)
+
+        def decorate(func: F) -> F:
+            self._add(EVENT, encode_pattern(pattern), func)
+            return mark(func)
+
+        return decorate
+
+    def include(self, controller: object) -> object:
+        """Register every method of ``controller`` marked with ``zmsg.message_pattern`` / ``event_pattern``."""
+        found = 0
+        for attr in dir(type(controller)):
+            member = getattr(type(controller), attr, None)
+            routes = getattr(member, ROUTES_ATTR, None)
+            if not routes:
+                continue
+            bound = getattr(controller, attr)
+            for role, route in routes:
+                self._add(role, route, bound)
+                found += 1
+        if not found:
+            raise ValueError(f"{type(controller).__name__} has no @message_pattern or @event_pattern methods")
+        return controller
+
+    def _add(self, role: str, route: bytes, func: Callable[..., Any]) -> None:
+        if self._router is not None:
+            raise RuntimeError("handlers must be registered before the service starts")
+        if route.decode("utf-8", "replace").startswith(RESERVED_PREFIX):
+            raise ValueError(f"patterns starting with {RESERVED_PREFIX!r} are reserved for zmsg itself")
+        handler = bind_handler(func)
+        if role == MESSAGE:
+            existing = self._message_handlers.get(route)
+            if existing is not None and existing.func != func:
+                raise ValueError(
+                    f"pattern {pattern_repr(route)!r} already has a message handler ({existing.name}); "
+                    "a message pattern has exactly one responder"
+                )
+            self._message_handlers[route] = handler
+        else:
+            self._event_handlers.setdefault(route, []).append(handler)
+
+    @property
+    def message_patterns(self) -> list[str]:
+        return sorted(pattern_repr(p) for p in self._message_handlers)
+
+    @property
+    def event_patterns(self) -> list[str]:
+        return sorted(pattern_repr(p) for p in self._event_handlers)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """The request endpoint actually bound, in the form a client should connect to."""
+        if self._endpoint is None:
+            raise RuntimeError(f"service {self.name!r} is not started")
+        return self._endpoint
+
+    @property
+    def events_endpoint(self) -> str:
+        if self._events_endpoint is None:
+            raise RuntimeError(f"service {self.name!r} is not started")
+        return self._events_endpoint
+
+    @property
+    def running(self) -> bool:
+        return self._router is not None
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self._started_at if self.running else 0.0
+
+    async def start(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None) -> str:
+        """Bind and start serving; returns the bound endpoint (port 0 picks a free port)."""
+        if self._router is not None:
+            raise RuntimeError(f"service {self.name!r} is already started")
+        self._loop = asyncio.get_running_loop()
+        router_sock, bound = bind_router(endpoint, max_message_size=self.max_message_size)
+        try:
+            sub_sock, events_bound = bind_subscriber(
+                events_endpoint or events_bind_endpoint(endpoint), max_message_size=self.max_message_size
+            )
+        except BaseException:
+            router_sock.close(linger=0)
+            raise
+        self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
+        self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        self._router_on_idle()
+        self._endpoint, self._events_endpoint = bound, events_bound
+        self._draining = False
+        self._started_at = time.monotonic()
+        log.info("service %s listening on %s (events on %s)", self.name, bound, events_bound)
+        return bound
+
+    def _router_on_idle(self) -> None:
+        # Replies of sync handlers are flushed once the reader has drained its socket.
+        assert self._router is not None
+        self._router.on_idle = self._flush_replies
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking new work, let in-flight handlers finish (up to ``grace`` s), then close."""
+        if self._router is None:
+            return
+        self._draining = True
+        if self._subscriber is not None:
+            self._subscriber.close(linger_ms=0)
+            self._subscriber = None
+        if self._tasks:
+            done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._flush_replies()
+        router, self._router = self._router, None
+        router.close(linger_ms=1000 if router.queued == 0 else 2000)
+        self._pending.clear()
+        self._endpoint = self._events_endpoint = None
+        log.info("service %s stopped", self.name)
+
+    async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
+                    on_ready: Callable[[str], None] | None = None, grace: float = 5.0) -> None:
+        """Start, run until SIGINT/SIGTERM (or cancellation), then stop gracefully."""
+        await self.start(endpoint, events_endpoint=events_endpoint)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        installed: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                log.warning("second signal: exiting at once")
+                sys.stdout.flush()
+                import os
+
+                os._exit(1)
+            log.info("signal %s: draining", signal.Signals(signum).name)
+            stop.set()
+
+        for signum in signals:
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+        try:
+            if on_ready is not None:
+                on_ready(self.endpoint)
+            await stop.wait()
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            await self.stop(grace=grace)
+
+    def run(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
+            use_uvloop: bool = True, on_ready: Callable[[str], None] | None = None) -> None:
+        """Serve in the foreground (blocking) on uvloop when installed, until SIGINT/SIGTERM."""
+        from zmsg._loop import run
+
+        run(self.serve(endpoint, events_endpoint=events_endpoint, on_ready=on_ready), use_uvloop=use_uvloop)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _on_request_message(self, frames: list[bytes]) -> None:
+        identity = frames[0]
+        try:
+            records = parse_frames(frames, 1)
+        except FrameError as exc:
+            self.stats.malformed_messages += 1
+            log.warning("%s: rejected malformed message from %s: %s", self.name, identity.hex(), exc)
+            records = exc.records
+            if exc.correlation_id:
+                self._reply_error(identity, exc.correlation_id, error_object(400, f"Malformed message: {exc}"))
+        for kind, _flags, cid, ttl_ms, pattern, body in records:
+            if kind == KIND_REQUEST:
+                self._dispatch_request(identity, cid, ttl_ms, pattern, body)
+            elif kind == KIND_EVENT:
+                self._dispatch_event(pattern, body)
+            else:
+                self.stats.unsupported_kinds += 1
+                name = KIND_NAMES.get(kind, "unknown")
+                log.warning("%s: unsupported record kind %d (%s) from %s", self.name, kind, name, identity.hex())
+                if cid:
+                    self._reply_error(identity, cid, error_object(400, f"Unsupported record kind {kind} ({name})"))
+
+    def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes) -> None:
+        self.stats.requests += 1
+        handler = self._message_handlers.get(pattern)
+        if handler is None:
+            builtin = self._builtins.get(pattern)
+            if builtin is not None:
+                self._reply(identity, cid, builtin())
+                return
+            self.stats.unknown_patterns += 1
+            self._reply_error(
+                identity, cid,
+                error_object(404, f"No message handler for pattern {pattern_repr(pattern)!r} in service {self.name!r}"),
+            )
+            return
+        if self._draining:
+            self._reply_error(identity, cid, error_object(503, f"Service {self.name!r} is shutting down"))
+            return
+        decoder = handler.decoder
+        try:
+            payload = codec.decode_with(decoder, body) if decoder is not None else None
+        except PayloadError as exc:
+            self.stats.invalid_payloads += 1
+            self._reply_error(identity, cid, error_object(400, str(exc)))
+            return
+        ctx = None
+        if handler.context_param is not None:
+            deadline = time.monotonic() + ttl_ms / 1000 if ttl_ms else None
+            ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name, "request", deadline)
+        try:
+            result = handler.call(payload, ctx)
+        except Exception as exc:
+            self._handler_failed(identity, cid, handler, exc)
+            return
+        if handler.is_async:
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: self._async_done(t, identity, cid, handler))
+        else:
+            self._reply(identity, cid, result)
+
+    def _async_done(self, task: asyncio.Task[Any], identity: bytes, cid: int, handler: Handler) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            self._reply_error(identity, cid, error_object(503, "Request cancelled by the service"))
+        elif (exc := task.exception()) is not None:
+            self._handler_failed(identity, cid, handler, exc)
+        else:
+            self._reply(identity, cid, task.result())
+        self._schedule_flush()
+
+    def _handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException) -> None:
+        if isinstance(exc, RpcException):
+            self._reply_error(identity, cid, exc.error)
+            return
+        self.stats.handler_errors += 1
+        log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc)
+        self._reply_error(identity, cid, INTERNAL_ERROR)
+
+    def _reply(self, identity: bytes, cid: int, result: Any) -> None:
+        try:
+            body = codec.encode(result)
+        except TypeError as exc:
+            self.stats.handler_errors += 1
+            log.error("%s: reply to request %d is not encodable: %s", self.name, cid, exc)
+            self._reply_error(identity, cid, INTERNAL_ERROR)
+            return
+        self.stats.replies += 1
+        self._batch_for(identity).add(KIND_REPLY, 0, cid, 0, b"", body)
+
+    def _reply_error(self, identity: bytes, cid: int, error: Any) -> None:
+        self.stats.errors_sent += 1
+        self._batch_for(identity).add(KIND_ERROR, 0, cid, 0, b"", codec.encode(error))
+
+    def _batch_for(self, identity: bytes) -> BatchBuilder:
+        batch = self._pending.get(identity)
+        if batch is None:
+            batch = self._pending[identity] = BatchBuilder()
+        return batch
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_replies)
+
+    def _flush_replies(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending or self._router is None:
+            return
+        pending, self._pending = self._pending, {}
+        router = self._router
+        before = router.unroutable
+        for identity, batch in pending.items():
+            frames = batch.take()
+            frames.insert(0, identity)
+            router.send(frames)
+        self.stats.unroutable_replies += router.unroutable - before
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _on_event_message(self, frames: list[bytes]) -> None:
+        try:
+            records = parse_frames(frames, 0)
+        except FrameError as exc:
+            self.stats.malformed_messages += 1
+            log.warning("%s: rejected malformed event message: %s", self.name, exc)
+            records = exc.records
+        for kind, _flags, _cid, _ttl, pattern, body in records:
+            if kind == KIND_EVENT:
+                self._dispatch_event(pattern, body)
+            else:
+                self.stats.unsupported_kinds += 1
+                log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
+
+    def _dispatch_event(self, pattern: bytes, body: bytes) -> None:
+        self.stats.events += 1
+        handlers = self._event_handlers.get(pattern)
+        if not handlers:
+            return  # events nobody here subscribes to are normal: fire-and-forget
+        for handler in handlers:
+            try:
+                payload = codec.decode_with(handler.decoder, body) if handler.decoder is not None else None
+                ctx = (Context(pattern_repr(pattern), 0, "", self.name, "event")
+                       if handler.context_param is not None else None)
+                result = handler.call(payload, ctx)
+            except Exception as exc:
+                self._event_failed(pattern, handler, exc)
+                continue
+            if handler.is_async:
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(lambda t, h=handler: self._event_done(t, pattern, h))
+
+    def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._event_failed(pattern, handler, exc)
+
+    def _event_failed(self, pattern: bytes, handler: Handler, exc: BaseException) -> None:
+        self.stats.event_handler_errors += 1
+        if isinstance(exc, (PayloadError, ZmsgError)):
+            log.warning("%s: event %r rejected by %s: %s", self.name, pattern_repr(pattern), handler.name, exc)
+        else:
+            log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc)
+
+    # -- built-in patterns -----------------------------------------------------------------
+
+    def _hello(self) -> dict[str, Any]:
+        return {"service": self.name, "version": self.version, "protocol": VERSION, "events": self._events_endpoint}
+
+

@@ -1,0 +1,205 @@
+"""A ZeroMQ socket driven by the asyncio loop's reader, without a Future per message.
+
+Theory of operation: a ZeroMQ socket exposes an *edge-triggered* file descriptor that becomes
+readable when the socket's state may have changed. ``Channel`` registers that FD with
+``loop.add_reader``; on each wake-up it drains every waiting message with non-blocking receives
+until EAGAIN (bounded per wake-up so one busy peer cannot starve the loop), hands each message
+to a callback, and retries any sends that hit the high-water mark. Because any send or receive
+may consume the edge, every send made outside the reader callback re-checks ``ZMQ_EVENTS`` and
+schedules a drain when input is waiting. Sends that would block are queued in order and flushed
+when the socket becomes writable; ``wait_writable`` lets producers wait for that (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from zmsg.errors import ServiceUnavailable
+
+__all__ = ["Channel", "ChannelClosed", "MAX_MESSAGES_PER_WAKEUP"]
+
+log = logging.getLogger("zmsg.transport")
+
+MAX_MESSAGES_PER_WAKEUP = 4096
+_POLLIN = zmq.POLLIN
+_POLLOUT = zmq.POLLOUT
+_NOBLOCK = zmq.NOBLOCK
+_EVENTS = zmq.EVENTS
+_SNDMORE = zmq.SNDMORE
+
+
+class ChannelClosed(ServiceUnavailable):
+    """The channel was closed; nothing more can be sent on it."""
+
+
+class Channel:
+    """One non-blocking ZeroMQ socket on the event loop."""
+
+    __slots__ = (
+        "_loop",
+        "sock",
+        "_fd",
+        "_on_message",
+        "_outq",
+        "_writable_waiters",
+        "_closed",
+        "_drain_scheduled",
+        "name",
+        "callback_errors",
+        "unroutable",
+        "on_idle",
+    )
+
+    def __init__(
+        self,
+        sock: zmq.Socket[Any],
+        on_message: Callable[[list[bytes]], None] | None,
+        *,
+        name: str = "channel",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self.sock = sock
+        self._fd = sock.getsockopt(zmq.FD)
+        self._on_message = on_message
+        self._outq: deque[list[Any]] = deque()
+        self._writable_waiters: list[asyncio.Future[None]] = []
+        self._closed = False
+        self._drain_scheduled = False
+        self.name = name
+        self.callback_errors = 0
+        self.unroutable = 0
+        # Called after each drain of the socket: where owners flush what the drain produced.
+        self.on_idle: Callable[[], None] | None = None
+        self._loop.add_reader(self._fd, self._on_ready)
+        # The FD may already be signalled (messages queued before we registered).
+        self._schedule_drain()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled and not self._closed:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._on_ready)
+
+    def _on_ready(self) -> None:
+        self._drain_scheduled = False
+        if self._closed:
+            return
+        sock = self.sock
+        try:
+            if self._outq:
+                self._flush_queue()
+            on_message = self._on_message
+            recv = sock.recv_multipart
+            for _ in range(MAX_MESSAGES_PER_WAKEUP):
+                try:
+                    frames = recv(_NOBLOCK)
+                except zmq.Again:
+                    break
+                if on_message is None:
+                    continue
+                try:
+                    on_message(frames)
+                except Exception:
+                    # One bad message must never kill the reader: log, count, keep going.
+                    self.callback_errors += 1
+                    log.exception("%s: message handler failed", self.name)
+                if self._closed:
+                    return
+            else:
+                # Budget used up with input still waiting: continue on a later iteration.
+                self._schedule_drain()
+            if self.on_idle is not None:
+                self.on_idle()
+            if self._outq and sock.getsockopt(_EVENTS) & _POLLOUT:
+                self._flush_queue()
+        except zmq.ZMQError as exc:
+            if self._closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
+                return
+            log.error("%s: socket error: %s", self.name, exc)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, frames: list[Any]) -> None:
+        """Send one message now, or queue it in order if the socket would block."""
+        if self._closed:
+            raise ChannelClosed(f"{self.name} is closed")
+        if self._outq:
+            self._outq.append(frames)
+            return
+        if not self._try_send(frames):
+            self._outq.append(frames)
+        # Sending may have consumed the FD's edge: look for input that would otherwise sleep.
+        if not self._drain_scheduled and self.sock.getsockopt(_EVENTS) & _POLLIN:
+            self._schedule_drain()
+
+    def _try_send(self, frames: list[Any]) -> bool:
+        sock = self.sock
+        try:
+            if len(frames) == 1:
+                sock.send(frames[0], _NOBLOCK)
+            else:
+                sock.send_multipart(frames, _NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                # ROUTER_MANDATORY: the peer this reply is for has gone away.
+                self.unroutable += 1
+                return True
+            raise ChannelClosed(f"{self.name}: {exc}") from None
+
+    def _flush_queue(self) -> None:
+        outq = self._outq
+        while outq:
+            if not self._try_send(outq[0]):
+                return
+            outq.popleft()
+        waiters, self._writable_waiters = self._writable_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting for the socket to become writable."""
+        return len(self._outq)
+
+    async def wait_writable(self) -> None:
+        """Wait until every queued message has been handed to ZeroMQ (backpressure)."""
+        while self._outq and not self._closed:
+            fut = self._loop.create_future()
+            self._writable_waiters.append(fut)
+            # ZMQ_EVENTS may already say writable without the FD firing again.
+            self._schedule_drain()
+            await fut
+        if self._closed and self._outq:
+            raise ChannelClosed(f"{self.name} closed with {len(self._outq)} message(s) unsent")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, linger_ms: int = 0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.remove_reader(self._fd)
+        except (RuntimeError, ValueError, OSError):  # loop already closed
+            pass
+        self.sock.close(linger=linger_ms)
+        for fut in self._writable_waiters:
+            if not fut.done():
+                fut.set_exception(ChannelClosed(f"{self.name} is closed"))
+        self._writable_waiters = []

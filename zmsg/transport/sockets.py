@@ -1,0 +1,150 @@
+"""Creating, binding and connecting the four socket roles zmsg uses.
+
+Service side: a ROUTER for requests and a SUB for events. Client side: a DEALER (spread over
+every endpoint of a service: ZeroMQ round-robins) and an XPUB. The XPUB is *verbose*, so the
+client sees one subscription message per connected subscriber (how ``ClientProxy.connect``
+knows events will not fall into the slow-joiner gap), and *no-drop*, so a full queue is reported
+as EAGAIN (backpressure) instead of silently discarding events.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import zmq
+
+from zmsg.errors import EndpointError
+
+__all__ = [
+    "context",
+    "validate_endpoint",
+    "bind_router",
+    "bind_subscriber",
+    "connect_dealer",
+    "connect_publisher",
+    "events_bind_endpoint",
+    "events_connect_endpoint",
+    "connectable",
+]
+
+_TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)$")
+DEFAULT_HWM = 100_000
+
+
+def context() -> zmq.Context[Any]:
+    """The process-wide ZeroMQ context (one I/O thread is plenty for loopback and LAN)."""
+    return zmq.Context.instance()
+
+
+def validate_endpoint(endpoint: str) -> str:
+    """Return ``endpoint`` if it is a usable ZeroMQ address, else raise EndpointError."""
+    if not isinstance(endpoint, str):
+        raise EndpointError(f"endpoint must be a string like 'tcp://127.0.0.1:5555', not {endpoint!r}")
+    if endpoint.startswith("tcp://"):
+        match = _TCP.match(endpoint)
+        if not match:
+            raise EndpointError(f"malformed endpoint {endpoint!r}: expected 'tcp://HOST:PORT'")
+        port = match["port"]
+        if port != "*" and not 0 <= int(port) <= 65535:
+            raise EndpointError(f"malformed endpoint {endpoint!r}: port must be 0..65535")
+        return endpoint
+    if endpoint.startswith(("ipc://", "inproc://")) and len(endpoint.split("://", 1)[1]) > 0:
+        return endpoint
+    raise EndpointError(
+        f"malformed endpoint {endpoint!r}: expected 'tcp://HOST:PORT', 'ipc://PATH' or 'inproc://NAME'"
+    )
+
+
+def _bind(sock: zmq.Socket[Any], endpoint: str) -> str:
+    validate_endpoint(endpoint)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        if exc.errno == zmq.EADDRINUSE:
+            raise EndpointError(f"cannot bind {endpoint}: address already in use") from None
+        raise EndpointError(f"cannot bind {endpoint}: {exc.strerror}") from None
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def connectable(bound: str) -> str:
+    """The address a local client should use for a bound endpoint (wildcards become loopback)."""
+    if bound.startswith("tcp://0.0.0.0:"):
+        return "tcp://127.0.0.1:" + bound.rsplit(":", 1)[1]
+    if bound.startswith("tcp://[::]:"):
+        return "tcp://[::1]:" + bound.rsplit(":", 1)[1]
+    return bound
+
+
+def bind_router(endpoint: str, *, max_message_size: int = -1) -> tuple[zmq.Socket[Any], str]:
+    sock = context().socket(zmq.ROUTER)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.SNDHWM, DEFAULT_HWM)
+    sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+    if endpoint.startswith("tcp://[") or "::" in endpoint:
+        sock.setsockopt(zmq.IPV6, 1)
+    return sock, connectable(_bind(sock, endpoint))
+
+
+def bind_subscriber(endpoint: str, *, max_message_size: int = -1) -> tuple[zmq.Socket[Any], str]:
+    sock = context().socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    if endpoint.startswith("tcp://[") or "::" in endpoint:
+        sock.setsockopt(zmq.IPV6, 1)
+    return sock, connectable(_bind(sock, endpoint))
+
+
+def _connect_all(sock: zmq.Socket[Any], endpoints: list[str]) -> None:
+    try:
+        for endpoint in endpoints:
+            validate_endpoint(endpoint)
+            if endpoint.startswith("tcp://["):
+                sock.setsockopt(zmq.IPV6, 1)
+            sock.connect(endpoint)
+    except (zmq.ZMQError, EndpointError) as exc:
+        sock.close(linger=0)
+        if isinstance(exc, EndpointError):
+            raise
+        raise EndpointError(f"cannot connect {endpoint}: {exc.strerror}") from None
+
+
+def connect_dealer(endpoints: list[str]) -> zmq.Socket[Any]:
+    sock = context().socket(zmq.DEALER)
+    sock.setsockopt(zmq.SNDHWM, DEFAULT_HWM)
+    sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    _connect_all(sock, endpoints)
+    return sock
+
+
+def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM) -> zmq.Socket[Any]:
+    sock = context().socket(zmq.XPUB)
+    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+    sock.setsockopt(zmq.XPUB_NODROP, 1)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    _connect_all(sock, endpoints)
+    return sock
+
+
+def events_bind_endpoint(request_endpoint: str) -> str:
+    """Where a service binds its event socket when not told: beside its request socket."""
+    if request_endpoint.startswith("tcp://"):
+        return request_endpoint.rsplit(":", 1)[0] + ":0"
+    return request_endpoint + ".events"
+
+
+def events_connect_endpoint(request_endpoint: str, advertised: str) -> str:
+    """Where a client reaches the event socket a service advertised.
+
+    For TCP the service only knows the port it bound; the host is the one the client already
+    reaches the service by.
+    """
+    if request_endpoint.startswith("tcp://") and advertised.startswith("tcp://"):
+        return request_endpoint.rsplit(":", 1)[0] + ":" + advertised.rsplit(":", 1)[1]
+    return advertised
+
+
