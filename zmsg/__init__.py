@@ -2,44 +2,68 @@
 
 Request-reply with ``@message_pattern`` and ``ClientProxy.send``; fire-and-forget events with
 ``@event_pattern`` and ``ClientProxy.emit``; errors travel back as ``RpcException``.
+
+Names are imported lazily (PEP 562) so that importing a low layer such as ``zmsg.protocol``
+does not drag in zmq and asyncio; ``from zmsg import Service`` works as usual.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
-
-from zmsg.client import DEFAULT_TIMEOUT, ClientProxy, PendingRequest
-from zmsg.errors import (
-    EndpointError,
-    MessageTooLarge,
-    ProtocolError,
-    RequestTimeout,
-    RpcException,
-    ServiceUnavailable,
-    ZmsgError,
-)
-from zmsg.service import Context, Service, event_pattern, message_pattern
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = _version("zmsg")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = [
+# public name -> module that defines it
+_EXPORTS = {
     # serving
-    "Service",
-    "message_pattern",
-    "event_pattern",
-    "Context",
+    "Service": "zmsg.service",
+    "message_pattern": "zmsg.service",
+    "event_pattern": "zmsg.service",
+    "Context": "zmsg.service",
     # calling
-    "ClientProxy",
-    "PendingRequest",
-    "DEFAULT_TIMEOUT",
+    "ClientProxy": "zmsg.client",
+    "PendingRequest": "zmsg.client",
+    "DEFAULT_TIMEOUT": "zmsg.client",
     # errors
-    "ZmsgError",
-    "RpcException",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "MessageTooLarge",
-    "EndpointError",
-    "ProtocolError",
-]
+    "ZmsgError": "zmsg.errors",
+    "RpcException": "zmsg.errors",
+    "RequestTimeout": "zmsg.errors",
+    "ServiceUnavailable": "zmsg.errors",
+    "MessageTooLarge": "zmsg.errors",
+    "EndpointError": "zmsg.errors",
+    "ProtocolError": "zmsg.errors",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from zmsg.client import DEFAULT_TIMEOUT, ClientProxy, PendingRequest
+    from zmsg.errors import (
+        EndpointError,
+        MessageTooLarge,
+        ProtocolError,
+        RequestTimeout,
+        RpcException,
+        ServiceUnavailable,
+        ZmsgError,
+    )
+    from zmsg.service import Context, Service, event_pattern, message_pattern
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zmsg' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,121 @@
+"""Shared fixtures: both event loops, loop-error tracking, and services in real subprocesses.
+
+Every async test runs twice, on asyncio and on uvloop (anyio's pytest plugin runs the
+coroutine; ``anyio_backend`` picks the loop). A test fails if anything reaches the loop's
+exception handler, so an error swallowed by a callback cannot hide. Services started by
+``serve_process`` are real ``zmsg serve`` processes on ephemeral ports, always reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SERVICES_DIR = Path(__file__).parent / "services"
+_ENDPOINT_LINE = re.compile(r"serving '(?P<name>[^']*)' on (?P<endpoint>\S+) \(events on (?P<events>\S+)\)")
+
+
+@pytest.fixture(params=[pytest.param(False, id="asyncio"), pytest.param(True, id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return ("asyncio", {"use_uvloop": request.param})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every async (anyio) test also gets the loop-error check below.
+    for item in items:
+        if item.get_closest_marker("anyio") and isinstance(item, pytest.Function):
+            if "_fail_on_loop_errors" not in item.fixturenames:
+                item.fixturenames.append("_fail_on_loop_errors")
+
+
+@pytest.fixture
+async def _fail_on_loop_errors() -> AsyncIterator[None]:
+    """Record whatever reaches the loop's exception handler and fail the test on it."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    yield
+    loop.set_exception_handler(previous)
+    assert not seen, f"the event loop's exception handler was called: {seen}"
+
+
+class ServedProcess:
+    """A ``zmsg serve`` subprocess and the endpoints it printed."""
+
+    def __init__(self, proc: subprocess.Popen[str], endpoint: str, events_endpoint: str) -> None:
+        self.proc = proc
+        self.endpoint = endpoint
+        self.events_endpoint = events_endpoint
+        self.pid = proc.pid
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def output(self) -> str:
+        """Everything the process wrote (only once it has exited)."""
+        assert self.proc.poll() is not None
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        return out
+
+
+def start_serve(target: str, *args: str, cwd: Path = SERVICES_DIR, env: dict[str, str] | None = None,
+                timeout: float = 30.0) -> ServedProcess:
+    """Start ``zmsg serve TARGET`` and wait for the line naming its bound endpoint."""
+    proc_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zmsg", "serve", target, "--bind", "tcp://127.0.0.1:0", *args],
+        cwd=cwd, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = _ENDPOINT_LINE.search(line)
+        if match:
+            return ServedProcess(proc, match["endpoint"], match["events"])
+    proc.kill()
+    proc.wait(5)
+    raise RuntimeError(f"zmsg serve {target} did not report its endpoint; output:\n{''.join(seen)}")
+
+
+@pytest.fixture
+def serve_process() -> Iterator[Callable[..., ServedProcess]]:
+    """Factory fixture: start services in subprocesses; all are terminated and reaped after."""
+    started: list[ServedProcess] = []
+
+    def factory(target: str = "mathsvc:service", *args: str, **kwargs: Any) -> ServedProcess:
+        served = start_serve(target, *args, **kwargs)
+        started.append(served)
+        return served
+
+    yield factory
+    for served in started:
+        served.terminate()
+        if served.proc.stdout:
+            served.proc.stdout.close()
+
+
+@pytest.fixture
+def math_service(serve_process: Callable[..., ServedProcess]) -> ServedProcess:
+    return serve_process("mathsvc:service")

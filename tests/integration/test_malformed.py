@@ -1,0 +1,128 @@
+"""Hostile and broken traffic from raw pyzmq sockets: rejected, counted, never fatal."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import msgspec
+import pytest
+import zmq
+import zmq.asyncio
+
+import zmsg
+from zmsg.protocol import KIND_ERROR, KIND_REQUEST, BatchBuilder, parse_frames
+
+pytestmark = pytest.mark.anyio
+
+HEADER = struct.Struct("<BBHIQIHH")
+
+
+def _record(kind: int, cid: int, pattern: bytes, body: bytes, version: int = 1, reserved: int = 0) -> bytes:
+    return HEADER.pack(version, kind, 0, len(body), cid, 0, len(pattern), reserved) + pattern + body
+
+
+def _garbage() -> list[list[bytes]]:
+    rng = random.Random(1234)
+    messages: list[list[bytes]] = [[rng.randbytes(rng.randrange(1, 200))] for _ in range(200)]
+    messages += [
+        [b""],
+        [b"\x01\x01\x00"],  # truncated header
+        [_record(1, 5, b"echo", b"\x91")[:30]],  # truncated body
+        [HEADER.pack(1, 1, 0, 2**32 - 1, 6, 0, 4, 0) + b"echo"],  # huge declared body length
+        [HEADER.pack(1, 1, 0, 0, 7, 0, 65535, 0)],  # huge declared pattern length
+        [_record(1, 8, b"echo", b"\x91", reserved=3)],
+        [_record(1, 9, b"echo", b"\x91"), b"unexpected extra frame"],
+        [HEADER.pack(1, 1, 1, 100, 10, 0, 4, 0) + b"echo"],  # external body announced, missing
+    ]
+    return messages
+
+
+async def _raw_dealer(endpoint: str) -> zmq.asyncio.Socket:
+    sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+async def _reply_to(sock: zmq.asyncio.Socket, cid: int) -> tuple[int, object]:
+    while True:
+        assert await sock.poll(10_000), "the service did not answer"
+        for kind, _f, rcid, _t, _p, body in parse_frames(await sock.recv_multipart()):
+            if rcid == cid:
+                return kind, msgspec.msgpack.decode(body)
+
+
+async def test_service_survives_garbage_and_keeps_answering(math_service) -> None:
+    sock = await _raw_dealer(math_service.endpoint)
+    try:
+        for frames in _garbage():
+            await sock.send_multipart(frames)
+        async with zmsg.ClientProxy(math_service.endpoint) as client:
+            assert await client.send({"cmd": "sum"}, [1, 2]) == 3
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("record", "status", "text"),
+    [
+        (_record(99, 41, b"echo", b"\x91"), 400, "Unsupported record kind 99"),
+        (_record(7, 42, b"echo", b"\x91"), 400, "Unsupported record kind 7 (cancel)"),
+        (_record(1, 43, b"echo", b"\xc1\xc1"), 400, "Malformed payload"),
+        (_record(1, 44, b'{"cmd":"sum"}', msgspec.msgpack.encode("nope")), 400, "Invalid payload"),
+        (_record(1, 45, b"echo", b"\x91", version=2), 400, "unsupported protocol version 2"),
+        (_record(1, 46, b"echo", b"\x91\x01") + b"\x01\x01", 400, "truncated header"),
+    ],
+    ids=["unknown-kind", "reserved-kind", "garbage-body", "invalid-body", "wrong-version", "trailing-junk"],
+)
+async def test_addressable_faults_get_an_error_reply(math_service, record: bytes, status: int, text: str) -> None:
+    sock = await _raw_dealer(math_service.endpoint)
+    try:
+        await sock.send(record)
+        cid = HEADER.unpack_from(record)[4]
+        if "truncated header" in text:
+            # The first record is fine and is answered; the fault after it is reported without an id.
+            kind, body = await _reply_to(sock, cid)
+            assert kind != KIND_ERROR
+            return
+        kind, body = await _reply_to(sock, cid)
+        assert kind == KIND_ERROR
+        assert isinstance(body, dict) and body["status"] == status and text in body["message"]
+    finally:
+        sock.close()
+
+
+async def test_faults_are_counted_and_loops_survive_in_process() -> None:
+    service = zmsg.Service("victim")
+
+    @service.message_pattern("ping")
+    def ping() -> str:
+        return "pong"
+
+    endpoint = await service.start("tcp://127.0.0.1:0")
+    ctx = zmq.asyncio.Context.instance()
+    dealer = ctx.socket(zmq.DEALER)
+    pub = ctx.socket(zmq.PUB)
+    try:
+        dealer.connect(endpoint)
+        pub.connect(service.events_endpoint)
+        for frames in _garbage():
+            await dealer.send_multipart(frames)
+        batch = BatchBuilder()
+        batch.add(KIND_REQUEST, 0, 77, 0, b"ping", msgspec.msgpack.encode(None))
+        await dealer.send_multipart(batch.take())
+        assert await _reply_to(dealer, 77) == (2, "pong")
+        assert service.stats.malformed_messages >= 200
+        before = service.stats.malformed_messages
+        async with zmsg.ClientProxy(endpoint) as client:  # connect() waits for the subscription
+            for frames in _garbage()[:50]:
+                await pub.send_multipart(frames)
+            await client.emit("anything", 1)
+            assert await client.send("ping") == "pong"
+        assert service.stats.malformed_messages > before
+        assert service._router is not None and service._router.callback_errors == 0
+    finally:
+        dealer.close(linger=0)
+        pub.close(linger=0)
+        await service.stop()

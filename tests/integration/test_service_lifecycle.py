@@ -1,0 +1,80 @@
+"""Starting, stopping and binding a Service on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import zmsg
+
+pytestmark = pytest.mark.anyio
+
+
+def _service() -> zmsg.Service:
+    service = zmsg.Service("life")
+
+    @service.message_pattern("slow")
+    async def slow(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    return service
+
+
+async def test_port_zero_reports_the_port_actually_bound() -> None:
+    service = _service()
+    endpoint = await service.start("tcp://127.0.0.1:0")
+    try:
+        assert endpoint == service.endpoint and not endpoint.endswith(":0")
+        async with zmsg.ClientProxy(service.endpoint) as client:
+            assert await client.send("slow", 0) == "done"
+    finally:
+        await service.stop()
+
+
+async def test_wildcard_bind_reports_a_connectable_address() -> None:
+    service = _service()
+    await service.start("tcp://0.0.0.0:0")
+    try:
+        assert service.endpoint.startswith("tcp://127.0.0.1:")
+        async with zmsg.ClientProxy(service.endpoint) as client:
+            assert await client.send("slow", 0) == "done"
+    finally:
+        await service.stop()
+
+
+async def test_binding_an_endpoint_in_use_is_a_clear_error() -> None:
+    first, second = _service(), _service()
+    endpoint = await first.start("tcp://127.0.0.1:0")
+    try:
+        with pytest.raises(zmsg.EndpointError, match="address already in use"):
+            await second.start(endpoint)
+        assert not second.running
+    finally:
+        await first.stop()
+
+
+async def test_stop_finishes_in_flight_requests_and_refuses_new_ones() -> None:
+    service = _service()
+    endpoint = await service.start("tcp://127.0.0.1:0")
+    async with zmsg.ClientProxy(endpoint) as client:
+        in_flight = [asyncio.ensure_future(client.send("slow", 0.5)) for _ in range(20)]
+        await asyncio.sleep(0.2)
+        stopping = asyncio.ensure_future(service.stop(grace=5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(zmsg.RpcException) as info:
+            await client.send("slow", 0)
+        assert info.value.error["status"] == 503
+        assert await asyncio.gather(*in_flight) == ["done"] * 20
+        await stopping
+
+
+async def test_handlers_cannot_be_added_to_a_running_service() -> None:
+    service = _service()
+    await service.start()
+    try:
+        with pytest.raises(RuntimeError, match="before the service starts"):
+            service.message_pattern("late")(lambda: None)
+    finally:
+        await service.stop()

@@ -1,0 +1,49 @@
+"""A service the integration tests start in its own process with ``zmsg serve``."""
+
+import asyncio
+import os
+
+import msgspec
+
+import zmsg
+
+service = zmsg.Service("math")
+
+
+class UserCreated(msgspec.Struct):
+    user_id: str
+    email: str
+
+
+@service.message_pattern({"cmd": "sum"})
+def accumulate(data: list[int]) -> int:
+    return sum(data)
+
+
+@service.message_pattern("echo")
+async def echo(data: object) -> object:
+    return data
+
+
+@service.message_pattern("sleep")
+async def sleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@service.message_pattern("pid")
+def pid() -> int:
+    return os.getpid()
+
+
+events: dict[str, int] = {}
+
+
+@service.event_pattern("user_created")
+def count_user(event: UserCreated) -> None:
+    events["user_created"] = events.get("user_created", 0) + 1
+
+
+@service.message_pattern("events_seen")
+def events_seen(name: str) -> int:
+    return events.get(name, 0)

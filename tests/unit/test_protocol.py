@@ -1,0 +1,91 @@
+"""Sans-io protocol core: batches, the in-flight table and deadlines, with bytes and numbers only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from zmsg.protocol import (
+    FLAG_EXTERNAL_BODY,
+    KIND_REPLY,
+    KIND_REQUEST,
+    BatchBuilder,
+    InFlight,
+    parse_frames,
+)
+
+
+def test_batch_builder_packs_many_records_into_one_message() -> None:
+    batch = BatchBuilder()
+    for cid in range(1, 33):
+        batch.add(KIND_REQUEST, 0, cid, 1000, b"sum", b"\x91\x01")
+    assert len(batch) == 32
+    frames = batch.take()
+    assert len(frames) == 1
+    records = parse_frames(frames)
+    assert [r[2] for r in records] == list(range(1, 33))
+    assert len(batch) == 0 and batch.take() == [b""]
+
+
+def test_large_bodies_travel_as_their_own_frames() -> None:
+    batch = BatchBuilder(external_threshold=1024)
+    big = bytes(range(256)) * 8
+    batch.add(KIND_REPLY, 0, 1, 0, b"", big)
+    batch.add(KIND_REPLY, 0, 2, 0, b"", b"small")
+    frames = batch.take()
+    assert len(frames) == 2 and frames[1] is big  # not copied into the batch
+    records = parse_frames(frames)
+    assert records[0][1] & FLAG_EXTERNAL_BODY and records[0][5] == big
+    assert records[1][5] == b"small"
+
+
+def test_inflight_resolves_each_id_once_and_counts_late_replies() -> None:
+    table: InFlight[str] = InFlight()
+    a, b = table.new_id(), table.new_id()
+    assert a != b
+    table.add(a, "A", deadline=10.0)
+    table.add(b, "B", deadline=20.0)
+    assert table.resolve(b) == "B"
+    assert table.resolve(b) is None
+    assert table.resolve(12345) is None
+    assert table.late_replies == 2
+    assert len(table) == 1 and a in table
+
+
+def test_inflight_expiry_uses_the_injected_clock() -> None:
+    table: InFlight[str] = InFlight()
+    assert table.add(1, "one", deadline=5.0) is True  # earliest so far: caller arms its timer
+    assert table.add(2, "two", deadline=9.0) is False
+    assert table.add(3, "three", deadline=7.0) is False
+    assert table.earliest_deadline == 5.0
+    assert table.expire(4.9) == []
+    assert table.expire(7.0) == [(1, "one"), (3, "three")]
+    assert table.earliest_deadline == 9.0
+    # A reply for an expired request is dropped and counted, never given to another request.
+    assert table.resolve(1) is None and table.late_replies == 1
+    assert table.resolve(2) == "two"
+    assert table.earliest_deadline == 9.0 and table.expire(100.0) == []
+
+
+def test_inflight_ids_wrap_without_ever_using_zero() -> None:
+    table: InFlight[str] = InFlight()
+    table._next_id = 2**64 - 2
+    assert table.new_id() == 2**64 - 1
+    assert table.new_id() == 1
+
+
+def test_drain_returns_everything_in_flight() -> None:
+    table: InFlight[int] = InFlight()
+    for cid in (1, 2, 3):
+        table.add(cid, cid * 10, deadline=1.0)
+    assert sorted(table.drain()) == [(1, 10), (2, 20), (3, 30)]
+    assert len(table) == 0 and table.earliest_deadline == float("inf")
+
+
+@pytest.mark.parametrize("module", ["zmsg.protocol", "zmsg._framing", "zmsg.codec", "zmsg.errors"])
+def test_lower_layers_import_neither_zmq_nor_asyncio(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in ('zmq', 'asyncio') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"{module} pulled in {out.strip()}"
