@@ -1,34 +1,46 @@
 """``ClientProxy``: ``send`` (request-reply) and ``emit`` (events) to one service.
 
-Theory of operation: requests from every caller are appended to one batch and flushed as a
-single ZeroMQ message per loop iteration (or as soon as ``flush_at`` records are waiting, so
-two batches overlap on the wire). Each request gets a correlation id and a Future in the
-in-flight table; the reader resolves futures straight from the reply batch. Timeouts need no
-timer per request: one timer is armed for the earliest deadline and sweeps what has expired.
-Events go out on an XPUB socket, batched the same way; ``connect`` first learns each service's
-event endpoint (a ``$zmsg.hello`` request) and then waits until every service's subscription has
-arrived, so no event emitted after ``connect`` returns can fall into PUB/SUB's slow-joiner gap.
+Theory of operation: the proxy keeps one DEALER per service endpoint (a *peer*) and spreads
+requests over the peers that are up, round-robin. Requests queued for a peer during one loop
+iteration are flushed as a single ZeroMQ message (or as soon as ``flush_at`` records wait, so two
+batches overlap on the wire). Each request has a correlation id and a Future in the in-flight
+table; the reader resolves futures straight from the reply batch. Timeouts need no timer per
+request: one timer is armed for the earliest deadline and sweeps what has expired; a request
+that times out or whose caller is cancelled is cancelled at the service too (a cancel record).
+
+Each peer's socket is monitored: when its connection drops (closed, killed, or silent past the
+heartbeat timeout) the requests in flight on it fail at once with ``ServiceUnavailable`` instead
+of waiting out their timeouts, and ZeroMQ reconnects by itself when the service comes back.
+
+Events go out on one XPUB connected to every service's event endpoint, learnt with a
+``$zmsg.hello`` request. The XPUB reports each subscriber joining and leaving, so ``emit`` only
+sends when every service is subscribed; otherwise it waits (bounded) for them to come back and
+raises rather than let PUB/SUB drop the event silently. Events carry the emitter's id and a
+sequence number so services can detect and count what they missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections import deque
 from collections.abc import Generator, Sequence
 from typing import Any
 
 from zmsg import codec
 from zmsg.codec import Pattern, PayloadError, encode_pattern, pattern_repr
 from zmsg.errors import (
+    AuthenticationFailed,
     FrameError,
     MessageTooLarge,
     ProtocolError,
     RequestTimeout,
-    RpcException,
     ServiceUnavailable,
 )
 from zmsg.protocol import (
     HELLO_PATTERN,
+    KIND_CANCEL,
     KIND_ERROR,
     KIND_EVENT,
     KIND_REPLY,
@@ -38,6 +50,9 @@ from zmsg.protocol import (
     parse_frames,
 )
 from zmsg.transport import Channel, connect_dealer, connect_publisher, events_connect_endpoint, validate_endpoint
+from zmsg.transport.monitor import AUTH_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
+from zmsg.transport.security import CurveClient
 
 __all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "ClientStats"]
 
@@ -47,40 +62,81 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds a request waits for its reply unless told otherwise: callers never hang forever."""
 
 DEFAULT_FLUSH_AT = 32
+DEFAULT_MAX_IN_FLIGHT = 100_000
 _HELLO = HELLO_PATTERN.encode()
 _MAX_TTL_MS = 0xFFFFFFFF
+_RETRYABLE = (RequestTimeout, ServiceUnavailable)
 
 
 class ClientStats:
     """Counters a proxy keeps about what it could not deliver or match."""
 
-    __slots__ = ("timeouts", "malformed_messages", "subscribers")
+    __slots__ = ("timeouts", "malformed_messages", "subscribers", "disconnects", "retries", "events_emitted",
+                 "emit_waits")
 
     def __init__(self) -> None:
         self.timeouts = 0
         self.malformed_messages = 0
         self.subscribers = 0
+        self.disconnects = 0
+        self.retries = 0
+        self.events_emitted = 0
+        self.emit_waits = 0
+
+
+class _Peer:
+    """One endpoint of the service: its DEALER, its pending batch and its connection state."""
+
+    __slots__ = ("endpoint", "channel", "monitor", "batch", "up", "reconnected", "events_endpoint", "failure")
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.channel: Channel | None = None
+        self.monitor: SocketMonitor | None = None
+        self.batch = BatchBuilder()
+        self.up = True  # optimistic until the monitor says otherwise
+        self.reconnected = False  # came back after a drop: its event endpoint may have moved
+        self.events_endpoint: str | None = None
+        self.failure: ServiceUnavailable | None = None
+
+
+_Waiter = tuple[asyncio.Future[Any], bytes, float, _Peer]
 
 
 class PendingRequest:
     """A request that is sent when, and only when, it is awaited (cold, like NestJS's Observable)."""
 
-    __slots__ = ("_client", "pattern", "data", "timeout")
+    __slots__ = ("_client", "pattern", "data", "timeout", "retries")
 
-    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None) -> None:
+    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int) -> None:
         self._client = client
         self.pattern = pattern
         self.data = data
         self.timeout = timeout
+        self.retries = retries
 
     def __await__(self) -> Generator[Any, None, Any]:
         client = self._client
-        cid, future = client._submit(self.pattern, self.data, self.timeout)
-        try:
-            return (yield from future)
-        except asyncio.CancelledError:
-            client._forget(cid)
-            raise
+        if client._closed:
+            raise ServiceUnavailable("this ClientProxy is closed")
+        if client._slot_waiters or len(client._inflight) >= client.max_in_flight:
+            yield from client._wait_for_slot(self.timeout).__await__()
+        attempt = 0
+        while True:
+            cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None)
+            try:
+                return (yield from future)
+            except asyncio.CancelledError:
+                client._cancel(cid, peer)
+                raise
+            except _RETRYABLE as exc:
+                if attempt >= self.retries or client._closed:
+                    raise
+                attempt += 1
+                client.stats.retries += 1
+                delay = random.uniform(0, min(client.retry_backoff * 2 ** attempt, 2.0))  # full jitter
+                log.info("retrying %r after %s (attempt %d/%d)", self.pattern, type(exc).__name__, attempt, self.retries)
+                yield from asyncio.sleep(delay).__await__()
 
     def __repr__(self) -> str:
         return f"<PendingRequest {self.pattern!r} (not sent until awaited)>"
@@ -95,62 +151,104 @@ class ClientProxy:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float | None = None,
+        emit_timeout: float | None = None,
+        retries: int = 0,
+        retry_backoff: float = 0.05,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_message_size: int = 64 * 1024 * 1024,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
+        security: CurveClient | None = None,
+        event_hwm: int = DEFAULT_HWM,
         flush_at: int = DEFAULT_FLUSH_AT,
     ) -> None:
+        """
+        ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
+        (default: ``timeout``); ``emit_timeout``: longest an ``emit`` waits for backpressure or a
+        missing subscriber before raising (default: ``timeout``); ``retries`` / ``retry_backoff``:
+        for calls declared idempotent; ``max_in_flight``: callers beyond it wait for a slot;
+        ``max_message_size``: larger payloads raise ``MessageTooLarge`` before anything is sent
+        (lowered to the service's own limit once connected); ``heartbeat``: ZMTP heartbeat
+        interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
+        ``event_hwm``: event messages queued per subscriber before ``emit`` waits.
+        """
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         self.endpoints: list[str] = [validate_endpoint(e) for e in endpoints]
         if not self.endpoints:
             raise ValueError("ClientProxy needs at least one endpoint")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout), ("emit_timeout", emit_timeout)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if retries < 0 or max_in_flight < 1:
+            raise ValueError("retries must be >= 0 and max_in_flight >= 1")
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
+        self.emit_timeout = float(emit_timeout if emit_timeout is not None else timeout)
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.max_in_flight = max_in_flight
         self.max_message_size = max_message_size
+        self.heartbeat = heartbeat
+        self.security = security
         self.flush_at = max(1, flush_at)
+        self.event_hwm = event_hwm
         self.stats = ClientStats()
+        self.service_name: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._dealer: Channel | None = None
-        self._publisher: Channel | None = None
-        self._inflight: InFlight[tuple[asyncio.Future[Any], bytes, float]] = InFlight()
-        self._requests = BatchBuilder()
-        self._events = BatchBuilder()
-        self._requests_scheduled = False
-        self._events_scheduled = False
+        self._peers = [_Peer(e) for e in self.endpoints]
+        self._rr = 0
+        self._dirty: list[_Peer] = []
+        self._flush_scheduled = False
+        self._inflight: InFlight[_Waiter] = InFlight()
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = float("inf")
-        self._connect_lock: asyncio.Lock | None = None
+        self._publisher: Channel | None = None
+        self._events = BatchBuilder()
+        self._events_scheduled = False
         self._events_ready = False
+        self._emitter_id = random.randrange(1, 0xFFFFFFFF)
+        self._event_seq = 0
+        self._subscribed: set[str] = set()
+        self._connect_lock: asyncio.Lock | None = None
+        self._opened = False
         self._closed = False
-        self.service_name: str | None = None
 
     # -- public API ------------------------------------------------------------------------
 
-    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None) -> PendingRequest:
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+             retries: int | None = None, idempotent: bool = False) -> PendingRequest:
         """Request-reply: ``await client.send(pattern, data)`` returns the handler's result.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
         came within ``timeout`` seconds (default: the proxy's), ``ServiceUnavailable`` when the
-        proxy is closed underneath it. Nothing is sent until the result is awaited.
+        connection dropped with the request in flight. Nothing is sent until it is awaited.
+        Retries (``retries``, or the proxy's) apply only to calls declared ``idempotent``: a
+        retried request may run twice, so zmsg never retries anything else.
         """
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        return PendingRequest(self, pattern, data, timeout)
+        if retries and not idempotent:
+            raise ValueError("retries need idempotent=True: a retried request may run twice at the service")
+        attempts = (self.retries if retries is None else retries) if idempotent else 0
+        return PendingRequest(self, pattern, data, timeout, attempts)
 
     async def emit(self, pattern: Pattern, data: Any = None) -> None:
         """Publish an event to every connected service; returns once the transport accepted it.
 
         It never waits for handlers. It waits only when the transport pushes back (a slow
-        subscriber filled the queue) instead of dropping the event.
+        subscriber filled its queue) or a service is momentarily unsubscribed (restarting), and
+        raises ``ServiceUnavailable`` after ``emit_timeout`` rather than drop the event.
         """
-        if not self._events_ready:
-            await self.connect()
         route = encode_pattern(pattern)
         body = codec.encode(data)
         self._check_size(route, body)
+        if not self._events_ready or self.stats.subscribers < len(self._subscribed):
+            await self._ensure_subscribers(self.emit_timeout, "the event was not sent")
+        self._event_seq += 1
+        self.stats.events_emitted += 1
         events = self._events
-        events.add(KIND_EVENT, 0, 0, 0, route, body)
+        events.add(KIND_EVENT, 0, self._event_seq, self._emitter_id, route, body)
         if events.count >= self.flush_at:
             self._flush_events()
         elif not self._events_scheduled:
@@ -159,31 +257,23 @@ class ClientProxy:
             self._loop.call_soon(self._flush_events)
         publisher = self._publisher
         if publisher is not None and publisher.queued:
-            await publisher.wait_writable()
+            self.stats.emit_waits += 1
+            try:
+                await asyncio.wait_for(publisher.wait_writable(), self.emit_timeout)
+            except TimeoutError:
+                raise ServiceUnavailable(
+                    f"event subscribers did not drain their queue within {self.emit_timeout:g} s "
+                    f"({publisher.queued} message(s) still waiting)"
+                ) from None
 
     async def connect(self) -> None:
         """Open the sockets, learn the services' event endpoints and wait for their subscriptions.
 
-        Raises ``ServiceUnavailable`` when a service does not answer within ``connect_timeout``.
+        Raises ``ServiceUnavailable`` (``AuthenticationFailed`` for refused CURVE credentials)
+        when a service does not answer within ``connect_timeout``.
         """
         self._ensure_open()
-        if self._events_ready:
-            return
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
-        async with self._connect_lock:
-            if self._events_ready:
-                return
-            self._open_requests()
-            hellos = await asyncio.gather(*(self._hello(ep) for ep in self.endpoints))
-            event_endpoints = sorted({events_connect_endpoint(ep, info["events"]) for ep, info in
-                                      zip(self.endpoints, hellos)})
-            self.service_name = hellos[0].get("service")
-            if self._publisher is None:
-                self._publisher = Channel(connect_publisher(event_endpoints), self._on_subscription,
-                                          name="client/events")
-            await self._wait_subscribers(len(event_endpoints))
-            self._events_ready = True
+        await self._ensure_subscribers(self.connect_timeout, "")
 
     async def close(self) -> None:
         """Flush queued events, fail what is still in flight, and release every socket."""
@@ -193,23 +283,29 @@ class ClientProxy:
         if self._publisher is not None:
             self._flush_events()
             try:
-                await asyncio.wait_for(self._publisher.wait_writable(), timeout=self.timeout)
+                await asyncio.wait_for(self._publisher.wait_writable(), timeout=self.emit_timeout)
             except (TimeoutError, ServiceUnavailable):
-                log.warning("closing with %d event message(s) the transport did not accept",
-                            self._publisher.queued)
+                log.warning("closing with %d event message(s) the transport did not accept", self._publisher.queued)
             # Linger lets ZeroMQ finish delivering what it has accepted after we are gone.
-            self._publisher.close(linger_ms=int(self.timeout * 1000))
+            self._publisher.close(linger_ms=int(self.emit_timeout * 1000))
             self._publisher = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for _cid, (future, route, _t) in self._inflight.drain():
+        for _cid, (future, route, _t, _p) in self._inflight.drain():
             if not future.done():
                 future.set_exception(ServiceUnavailable(f"client closed before {pattern_repr(route)!r} was answered"))
-        self._requests = BatchBuilder()
-        if self._dealer is not None:
-            self._dealer.close(linger_ms=0)
-            self._dealer = None
+        for waiter in self._slot_waiters:
+            if not waiter.done():
+                waiter.set_exception(ServiceUnavailable("client closed"))
+        for peer in self._peers:
+            if peer.monitor is not None:
+                peer.monitor.close()
+                peer.monitor = None
+            if peer.channel is not None:
+                peer.channel.close(linger_ms=0)
+                peer.channel = None
+            peer.batch = BatchBuilder()
 
     async def __aenter__(self) -> ClientProxy:
         await self.connect()
@@ -233,37 +329,60 @@ class ClientProxy:
         if self._closed:
             raise ServiceUnavailable("this ClientProxy is closed")
 
-    def _open_requests(self) -> None:
-        if self._dealer is None:
-            self._ensure_open()
-            self._loop = asyncio.get_running_loop()
-            self._dealer = Channel(connect_dealer(self.endpoints), self._on_reply_message, name="client/requests")
+    def _open(self) -> None:
+        self._ensure_open()
+        self._loop = asyncio.get_running_loop()
+        for peer in self._peers:
+            sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security)
+            peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}")
+            peer.monitor = SocketMonitor(sock, lambda event, _ep, p=peer: self._on_peer_event(p, event),
+                                         name=f"client/{peer.endpoint}")
+        self._opened = True
 
-    def _submit(self, pattern: Pattern, data: Any, timeout: float | None) -> tuple[int, asyncio.Future[Any]]:
-        if self._dealer is None:
-            self._open_requests()
+    def _pick_peer(self) -> _Peer:
+        peers = self._peers
+        count = len(peers)
+        for _ in range(count):
+            self._rr = (self._rr + 1) % count
+            peer = peers[self._rr]
+            if peer.up:
+                return peer
+        return peers[self._rr]  # none up: queue on the next one; ZeroMQ delivers on reconnect
+
+    def _submit(self, pattern: Pattern | bytes, data: Any, timeout: float | None,
+                peer: _Peer | None) -> tuple[int, asyncio.Future[Any], _Peer]:
+        if not self._opened:
+            self._open()
         loop = self._loop
         assert loop is not None
-        route = encode_pattern(pattern)
+        route = pattern if type(pattern) is bytes else encode_pattern(pattern)  # type: ignore[arg-type]
         body = codec.encode(data)
         self._check_size(route, body)
         if timeout is None:
             timeout = self.timeout
+        if peer is None:
+            peer = self._peers[0] if len(self._peers) == 1 else self._pick_peer()
         future = loop.create_future()
+        if peer.failure is not None:
+            future.set_exception(peer.failure)
+            return 0, future, peer
         inflight = self._inflight
         cid = inflight.new_id()
         deadline = loop.time() + timeout
-        if inflight.add(cid, (future, route, timeout), deadline) or deadline < self._timer_when:
+        if inflight.add(cid, (future, route, timeout, peer), deadline) or deadline < self._timer_when:
             self._arm_timer(deadline)
-        requests = self._requests
         ttl_ms = int(timeout * 1000) + 1
-        requests.add(KIND_REQUEST, 0, cid, ttl_ms if ttl_ms < _MAX_TTL_MS else 0, route, body)
-        if requests.count >= self.flush_at:
-            self._flush_requests()
-        elif not self._requests_scheduled:
-            self._requests_scheduled = True
-            loop.call_soon(self._flush_requests)
-        return cid, future
+        batch = peer.batch
+        batch.add(KIND_REQUEST, 0, cid, ttl_ms if ttl_ms < _MAX_TTL_MS else 0, route, body)
+        if batch.count >= self.flush_at:
+            self._flush_peer(peer)
+        else:
+            if batch.count == 1:
+                self._dirty.append(peer)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush_requests)
+        return cid, future, peer
 
     def _check_size(self, route: bytes, body: bytes) -> None:
         if len(body) + len(route) > self.max_message_size:
@@ -271,13 +390,53 @@ class ClientProxy:
                 f"message for {pattern_repr(route)!r} is {len(body)} bytes, over max_message_size={self.max_message_size}"
             )
 
-    def _forget(self, cid: int) -> None:
-        self._inflight.discard(cid)
+    def _flush_peer(self, peer: _Peer) -> None:
+        if peer.batch.count and peer.channel is not None:
+            peer.channel.send(peer.batch.take())
 
     def _flush_requests(self) -> None:
-        self._requests_scheduled = False
-        if self._requests.count and self._dealer is not None:
-            self._dealer.send(self._requests.take())
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for peer in dirty:
+            self._flush_peer(peer)
+
+    def _cancel(self, cid: int, peer: _Peer) -> None:
+        """The caller gave up: forget the request and tell the service to stop working on it."""
+        if self._inflight.discard(cid) is not None:
+            self._send_cancel(cid, peer)
+            self._release_slots()
+
+    def _send_cancel(self, cid: int, peer: _Peer) -> None:
+        if peer.channel is None or self._closed:
+            return
+        peer.batch.add(KIND_CANCEL, 0, cid, 0, b"", b"")
+        if peer.batch.count == 1:
+            self._dirty.append(peer)
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_requests)
+
+    async def _wait_for_slot(self, timeout: float | None) -> None:
+        """Backpressure for callers: wait until fewer than ``max_in_flight`` requests are out."""
+        assert self._loop is not None or not self._opened
+        loop = asyncio.get_running_loop()
+        while len(self._inflight) >= self.max_in_flight:
+            waiter = loop.create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, self.timeout if timeout is None else timeout)
+            except TimeoutError:
+                raise RequestTimeout(f"no request slot freed within {timeout or self.timeout:g} s "
+                                     f"(max_in_flight={self.max_in_flight})") from None
+
+    def _release_slots(self) -> None:
+        waiters = self._slot_waiters
+        free = self.max_in_flight - len(self._inflight)
+        while waiters and free > 0:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
 
     def _on_reply_message(self, frames: list[bytes]) -> None:
         try:
@@ -300,9 +459,11 @@ class ClientProxy:
                 except PayloadError as exc:
                     future.set_exception(ProtocolError(f"undecodable reply: {exc}"))
             elif kind == KIND_ERROR:
-                future.set_exception(_rpc_exception(body))
+                future.set_exception(codec.rpc_exception(body))
             else:
                 future.set_exception(ProtocolError(f"unexpected record kind {kind} in reply to request {cid}"))
+        if self._slot_waiters:
+            self._release_slots()
 
     def _arm_timer(self, deadline: float) -> None:
         loop = self._loop
@@ -317,17 +478,103 @@ class ClientProxy:
         self._timer_when = float("inf")
         loop = self._loop
         assert loop is not None
-        for _cid, (future, route, timeout) in self._inflight.expire(loop.time()):
+        for cid, (future, route, timeout, peer) in self._inflight.expire(loop.time()):
             if not future.done():
                 self.stats.timeouts += 1
-                future.set_exception(
-                    RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s")
-                )
+                future.set_exception(RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s"))
+            self._send_cancel(cid, peer)
         earliest = self._inflight.earliest_deadline
         if earliest != float("inf"):
             self._arm_timer(earliest)
+        if self._slot_waiters:
+            self._release_slots()
+
+    # -- connection events -----------------------------------------------------------------
+
+    def _on_peer_event(self, peer: _Peer, event: int) -> None:
+        if event == CONNECTED:
+            peer.up = True
+            peer.failure = None
+        elif event == DISCONNECTED:
+            if peer.up:
+                self.stats.disconnects += 1
+            peer.up = False
+            peer.reconnected = True
+            self._fail_peer(peer, ServiceUnavailable(f"connection to {peer.endpoint} lost with the request in flight"))
+        elif event in (AUTH_FAILED, PROTOCOL_FAILED):
+            peer.up = False
+            reason = ("refused this client's CURVE credentials" if event == AUTH_FAILED
+                      else "failed the security handshake (is CURVE configured on both sides?)")
+            peer.failure = AuthenticationFailed(f"{peer.endpoint} {reason}")
+            self._fail_peer(peer, peer.failure)
+
+    def _fail_peer(self, peer: _Peer, error: ServiceUnavailable) -> None:
+        """Fail now every request in flight on ``peer``: its reply can no longer come."""
+        doomed = [cid for cid, waiter in self._inflight.items() if waiter[3] is peer]
+        for cid in doomed:
+            waiter = self._inflight.discard(cid)
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_exception(error)
+        if doomed and self._slot_waiters:
+            self._release_slots()
 
     # -- events ----------------------------------------------------------------------------
+
+    async def _ensure_subscribers(self, timeout: float, consequence: str) -> None:
+        """Make sure every service is subscribed to our events before one is sent."""
+        self._ensure_open()
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if not self._opened:
+                self._open()
+            stale = [p for p in self._peers if p.events_endpoint is None or p.reconnected]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            if stale:
+                await self._learn_event_endpoints(stale, timeout, consequence)
+            await self._wait_subscribers(max(deadline - loop.time(), 0.001), consequence)
+            self._events_ready = True
+
+    async def _learn_event_endpoints(self, peers: list[_Peer], timeout: float, consequence: str) -> None:
+        infos = await asyncio.gather(*(self._hello(p, timeout, consequence) for p in peers))
+        wanted: set[str] = set()
+        for peer, info in zip(peers, infos):
+            self.service_name = info.get("service", self.service_name)
+            limit = info.get("max_message_size")
+            if isinstance(limit, int) and 0 < limit < self.max_message_size:
+                self.max_message_size = limit  # fail fast here rather than be disconnected there
+            peer.events_endpoint = events_connect_endpoint(peer.endpoint, info["events"])
+            peer.reconnected = False
+        wanted = {p.events_endpoint for p in self._peers if p.events_endpoint is not None}
+        if self._publisher is None:
+            sock = connect_publisher(sorted(wanted), hwm=self.event_hwm, heartbeat=self.heartbeat,
+                                     security=self.security)
+            self._publisher = Channel(sock, self._on_subscription, name="client/events")
+        else:
+            sock = self._publisher.sock
+            for gone in self._subscribed - wanted:
+                try:
+                    sock.disconnect(gone)
+                except Exception:  # already gone
+                    pass
+            for new in sorted(wanted - self._subscribed):
+                sock.connect(new)
+        self._subscribed = wanted
+
+    async def _hello(self, peer: _Peer, timeout: float, consequence: str) -> dict[str, Any]:
+        """Ask one endpoint who it is and where it takes events."""
+        cid, future, _ = self._submit(_HELLO, None, timeout, peer)
+        try:
+            info = await future
+        except RequestTimeout:
+            raise ServiceUnavailable(
+                f"no zmsg service answered at {peer.endpoint} within {timeout:g} s"
+                + (f"; {consequence}" if consequence else "")
+            ) from None
+        if not isinstance(info, dict) or not isinstance(info.get("events"), str):
+            raise ProtocolError(f"{peer.endpoint} did not answer the zmsg handshake")
+        return info
 
     def _flush_events(self) -> None:
         self._events_scheduled = False
@@ -341,58 +588,18 @@ class ClientProxy:
         elif msg[:1] == b"\x00":
             self.stats.subscribers -= 1
 
-    async def _wait_subscribers(self, expected: int) -> None:
+    async def _wait_subscribers(self, timeout: float, consequence: str) -> None:
+        expected = len(self._subscribed)
+        if self.stats.subscribers >= expected:
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.connect_timeout
+        deadline = loop.time() + timeout
         delay = 0.0005
         while self.stats.subscribers < expected:
             if loop.time() >= deadline:
                 raise ServiceUnavailable(
-                    f"event subscription of {expected - self.stats.subscribers} service(s) did not arrive "
-                    f"within {self.connect_timeout:g} s"
+                    f"{expected - self.stats.subscribers} of {expected} service(s) not subscribed to events "
+                    f"within {timeout:g} s" + (f"; {consequence}" if consequence else "")
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
-
-    async def _hello(self, endpoint: str) -> dict[str, Any]:
-        """Ask one endpoint who it is and where it takes events, on a short-lived socket."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
-
-        def on_message(frames: list[bytes]) -> None:
-            try:
-                records = parse_frames(frames, 0)
-            except FrameError:
-                return
-            for kind, _f, _cid, _ttl, _p, body in records:
-                if answer.done():
-                    return
-                if kind == KIND_REPLY:
-                    info = codec.decode(body)
-                    if isinstance(info, dict) and isinstance(info.get("events"), str):
-                        answer.set_result(info)
-                        return
-                answer.set_exception(ProtocolError(f"{endpoint} did not answer the zmsg handshake"))
-
-        channel = Channel(connect_dealer([endpoint]), on_message, name=f"hello/{endpoint}")
-        try:
-            batch = BatchBuilder()
-            batch.add(KIND_REQUEST, 0, 1, int(self.connect_timeout * 1000), _HELLO, codec.encode(None))
-            channel.send(batch.take())
-            return await asyncio.wait_for(answer, self.connect_timeout)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"no zmsg service answered at {endpoint} within {self.connect_timeout:g} s"
-            ) from None
-        finally:
-            channel.close(linger_ms=0)
-
-
-def _rpc_exception(body: bytes) -> RpcException:
-    try:
-        error = codec.decode(body)
-    except PayloadError:
-        return RpcException({"status": 502, "message": "undecodable error object from the service"})
-    if not isinstance(error, (str, dict)):
-        error = {"status": 500, "message": str(error)}
-    return RpcException(error)

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from zmsg.errors import ZmsgError
+from zmsg.errors import RpcException, ZmsgError
 
 __all__ = [
     "Pattern",
@@ -23,6 +23,7 @@ __all__ = [
     "decode",
     "typed_decoder",
     "error_object",
+    "rpc_exception",
     "INTERNAL_ERROR",
 ]
 
@@ -97,3 +98,18 @@ def decode_with(decoder: msgspec.msgpack.Decoder[Any], body: Any) -> Any:
 
 def error_object(status: int, message: str) -> dict[str, Any]:
     return {"status": status, "message": message}
+
+
+def rpc_exception(body: Any) -> RpcException:
+    """Rebuild the ``RpcException`` a service sent as an error record (shared by every client).
+
+    A body that does not decode, or is neither a str nor a dict, still becomes an RpcException,
+    so a caller only ever has one type to catch for a remote error.
+    """
+    try:
+        error = decode(body)
+    except PayloadError:
+        return RpcException({"status": 502, "message": "undecodable error object from the service"})
+    if not isinstance(error, (str, dict)):
+        error = {"status": 500, "message": str(error)}
+    return RpcException(error)

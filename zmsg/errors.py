@@ -18,6 +18,8 @@ __all__ = [
     "ProtocolError",
     "MessageTooLarge",
     "EndpointError",
+    "AuthenticationFailed",
+    "ConfigError",
 ]
 
 
@@ -64,6 +66,10 @@ class ServiceUnavailable(ZmsgError, ConnectionError):
     """The service could not be reached, or went away while a request was in flight."""
 
 
+class AuthenticationFailed(ServiceUnavailable):
+    """The service refused this client's CURVE credentials (or it expects CURVE and got none)."""
+
+
 class MessageTooLarge(ZmsgError, ValueError):
     """A message exceeds the configured maximum size; it was not sent."""
 
@@ -87,3 +93,11 @@ class FrameError(ProtocolError, ValueError):
 
 class EndpointError(ZmsgError, OSError):
     """An endpoint is malformed, already in use, or cannot be bound or connected."""
+
+
+class ConfigError(ZmsgError, ValueError):
+    """A setting has an invalid value or is missing; the message names the setting and its source.
+
+    Raised when configuration is read (command line, ``ZMSG_*`` environment, ``zmsg.toml``), so a
+    bad deployment fails at start with the name to fix instead of deep inside a request.
+    """

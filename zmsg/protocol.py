@@ -29,6 +29,8 @@ __all__ = [
     "KIND_NAMES",
     "RESERVED_PREFIX",
     "HELLO_PATTERN",
+    "HEALTH_PATTERN",
+    "INFO_PATTERN",
     "EXTERNAL_BODY_THRESHOLD",
     "VERSION",
     "HEADER_SIZE",
@@ -64,6 +66,9 @@ KNOWN_KINDS = frozenset(KIND_NAMES)
 # handlers may not register them.
 RESERVED_PREFIX = "$zmsg."
 HELLO_PATTERN = RESERVED_PREFIX + "hello"
+# Answered by every service, like gRPC's health checking and reflection (see docs/cli.md).
+HEALTH_PATTERN = RESERVED_PREFIX + "health"
+INFO_PATTERN = RESERVED_PREFIX + "info"
 
 # Bodies at least this large travel as their own frame instead of being copied into the batch.
 EXTERNAL_BODY_THRESHOLD = 16 * 1024
@@ -137,6 +142,10 @@ class InFlight(Generic[T]):
             self.late_replies += 1
             return None
         return entry[0]
+
+    def items(self) -> list[tuple[int, T]]:
+        """A snapshot of what is in flight (for rare scans such as a lost connection)."""
+        return [(cid, entry[0]) for cid, entry in self._entries.items()]
 
     def discard(self, correlation_id: int) -> T | None:
         entry = self._entries.pop(correlation_id, None)

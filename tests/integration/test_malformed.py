@@ -68,7 +68,7 @@ async def test_service_survives_garbage_and_keeps_answering(math_service) -> Non
     ("record", "status", "text"),
     [
         (_record(99, 41, b"echo", b"\x91"), 400, "Unsupported record kind 99"),
-        (_record(7, 42, b"echo", b"\x91"), 400, "Unsupported record kind 7 (cancel)"),
+        (_record(5, 42, b"echo", b"\x91"), 400, "Unsupported record kind 5 (stream-item)"),
         (_record(1, 43, b"echo", b"\xc1\xc1"), 400, "Malformed payload"),
         (_record(1, 44, b'{"cmd":"sum"}', msgspec.msgpack.encode("nope")), 400, "Invalid payload"),
         (_record(1, 45, b"echo", b"\x91", version=2), 400, "unsupported protocol version 2"),

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import time
 
 import msgspec
 
@@ -29,6 +30,31 @@ async def echo(data: object) -> object:
 async def sleep(seconds: float) -> float:
     await asyncio.sleep(seconds)
     return seconds
+
+
+@service.message_pattern("sleep_sync")
+def sleep_sync(seconds: float) -> float:
+    """Blocks the service's loop: a reply that cannot be cancelled, only arrive late."""
+    time.sleep(seconds)
+    return seconds
+
+
+cancelled: list[float] = []
+
+
+@service.message_pattern("sleep_tracked")
+async def sleep_tracked(seconds: float) -> float:
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        cancelled.append(seconds)
+        raise
+    return seconds
+
+
+@service.message_pattern("cancelled")
+def list_cancelled() -> list[float]:
+    return cancelled
 
 
 @service.message_pattern("pid")

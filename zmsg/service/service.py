@@ -9,6 +9,13 @@ of async handlers. Events arrive on the SUB socket (and, for clients without a p
 ROUTER) and go to every handler of their pattern; their failures stay here (logged, counted).
 Nothing malformed reaches a handler or stops a reader: it is counted and, where a reply can be
 addressed, answered with an error record.
+
+Requests carry the caller's remaining time (``ttl_ms``): a request whose deadline has passed
+before its handler could start (it waited behind ``max_concurrency``, or behind slow sync
+handlers in the same batch) is skipped, since its caller has already given up. A cancel record
+from the caller cancels the handler's task if it is still running, and no reply is sent.
+Events carry their emitter's id and sequence number; a jump in the sequence is counted as
+missed events for that emitter (``event_gaps``) and logged.
 """
 
 from __future__ import annotations
@@ -18,15 +25,20 @@ import logging
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from zmsg import __version__ as _zmsg_version
 from zmsg import codec
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.protocol import (
+    HEALTH_PATTERN,
     HELLO_PATTERN,
+    INFO_PATTERN,
+    KIND_CANCEL,
     KIND_ERROR,
     KIND_EVENT,
     KIND_NAMES,
@@ -40,6 +52,8 @@ from zmsg.protocol import (
 from zmsg.service.context import Context
 from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
+from zmsg.transport.security import CurveServer
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT
 
 __all__ = ["Service", "ServiceStats"]
 
@@ -63,6 +77,11 @@ class ServiceStats:
     malformed_messages: int = 0
     unsupported_kinds: int = 0
     unroutable_replies: int = 0
+    cancelled: int = 0
+    deadline_expired: int = 0
+    queued: int = 0
+    events_missed: int = 0
+    events_out_of_order: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -71,9 +90,33 @@ class ServiceStats:
 class Service:
     """A named set of handlers, started on an endpoint (NestJS's microservice)."""
 
-    def __init__(self, name: str, *, version: str = "0.0.0", max_message_size: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "0.0.0",
+        max_message_size: int = 64 * 1024 * 1024,
+        max_concurrency: int | None = None,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
+        security: CurveServer | None = None,
+    ) -> None:
+        """``max_concurrency`` caps async handlers running at once (the rest wait in order);
+        ``max_message_size`` caps one frame (larger ones disconnect their sender);
+        ``heartbeat`` is the ZMTP heartbeat interval in seconds (None: off);
+        ``security`` a ``CurveServer`` to require CURVE and an allow-list of client keys."""
         if not name or not isinstance(name, str):
             raise ValueError("a Service needs a non-empty name")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1 (or None for no cap)")
+        self.max_concurrency = max_concurrency
+        self.heartbeat = heartbeat
+        self.security = security
+        self._running: dict[tuple[bytes, int], asyncio.Task[Any]] = {}
+        self._received_at = 0.0
+        self._waiting: deque[tuple[bytes, int, Handler, Any, Context | None, float | None]] = deque()
+        self._emitters: dict[int, int] = {}
+        self.event_gaps: dict[int, int] = {}
+        """Events missed per emitter id, from gaps in their sequence numbers."""
         self.name = name
         self.version = version
         self.max_message_size = max_message_size
@@ -90,7 +133,11 @@ class Service:
         self._draining = False
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._builtins: dict[bytes, Callable[[], Any]] = {HELLO_PATTERN.encode(): self._hello}
+        self._builtins: dict[bytes, Callable[[], Any]] = {
+            HELLO_PATTERN.encode(): self._hello,
+            HEALTH_PATTERN.encode(): self._health,
+            INFO_PATTERN.encode(): self._info,
+        }
 
     # -- registration ----------------------------------------------------------------------
 
@@ -183,11 +230,13 @@ class Service:
         if self._router is not None:
             raise RuntimeError(f"service {self.name!r} is already started")
         self._loop = asyncio.get_running_loop()
-        router_sock, bound = bind_router(endpoint, max_message_size=self.max_message_size)
+        # libzmq checks MAXMSGSIZE per frame; large bodies travel as their own frames.
+        frame_limit = self.max_message_size + 64 * 1024 if self.max_message_size > 0 else -1
+        options: dict[str, Any] = {"max_message_size": frame_limit, "heartbeat": self.heartbeat,
+                                   "security": self.security, "zap_domain": self._zap_domain}
+        router_sock, bound = bind_router(endpoint, **options)
         try:
-            sub_sock, events_bound = bind_subscriber(
-                events_endpoint or events_bind_endpoint(endpoint), max_message_size=self.max_message_size
-            )
+            sub_sock, events_bound = bind_subscriber(events_endpoint or events_bind_endpoint(endpoint), **options)
         except BaseException:
             router_sock.close(linger=0)
             raise
@@ -199,6 +248,10 @@ class Service:
         self._started_at = time.monotonic()
         log.info("service %s listening on %s (events on %s)", self.name, bound, events_bound)
         return bound
+
+    @property
+    def _zap_domain(self) -> str:
+        return f"zmsg.{self.name}.{id(self):x}"
 
     def _router_on_idle(self) -> None:
         # Replies of sync handlers are flushed once the reader has drained its socket.
@@ -223,6 +276,10 @@ class Service:
         router, self._router = self._router, None
         router.close(linger_ms=1000 if router.queued == 0 else 2000)
         self._pending.clear()
+        self._running.clear()
+        self._waiting.clear()
+        if self.security is not None:
+            self.security.release(self._zap_domain)
         self._endpoint = self._events_endpoint = None
         log.info("service %s stopped", self.name)
 
@@ -256,9 +313,12 @@ class Service:
                 on_ready(self.endpoint)
             await stop.wait()
         finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
-            await self.stop(grace=grace)
+            try:
+                await self.stop(grace=grace)
+            finally:
+                # Only now: during the drain a second signal must reach on_signal (exit at once).
+                for signum in installed:
+                    loop.remove_signal_handler(signum)
 
     def run(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
             use_uvloop: bool = True, on_ready: Callable[[str], None] | None = None) -> None:
@@ -271,6 +331,7 @@ class Service:
 
     def _on_request_message(self, frames: list[bytes]) -> None:
         identity = frames[0]
+        self._received_at = time.monotonic()
         try:
             records = parse_frames(frames, 1)
         except FrameError as exc:
@@ -282,8 +343,10 @@ class Service:
         for kind, _flags, cid, ttl_ms, pattern, body in records:
             if kind == KIND_REQUEST:
                 self._dispatch_request(identity, cid, ttl_ms, pattern, body)
+            elif kind == KIND_CANCEL:
+                self._cancel(identity, cid)
             elif kind == KIND_EVENT:
-                self._dispatch_event(pattern, body)
+                self._dispatch_event(pattern, body, cid, ttl_ms)
             else:
                 self.stats.unsupported_kinds += 1
                 name = KIND_NAMES.get(kind, "unknown")
@@ -315,10 +378,22 @@ class Service:
             self.stats.invalid_payloads += 1
             self._reply_error(identity, cid, error_object(400, str(exc)))
             return
+        deadline = self._received_at + ttl_ms / 1000 if ttl_ms else None
         ctx = None
         if handler.context_param is not None:
-            deadline = time.monotonic() + ttl_ms / 1000 if ttl_ms else None
             ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name, "request", deadline)
+        if handler.is_async and self.max_concurrency is not None and len(self._running) >= self.max_concurrency:
+            self.stats.queued += 1
+            self._waiting.append((identity, cid, handler, payload, ctx, deadline))
+            return
+        self._run_handler(identity, cid, handler, payload, ctx, deadline)
+
+    def _run_handler(self, identity: bytes, cid: int, handler: Handler, payload: Any, ctx: Context | None,
+                     deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            # The caller has already given up (RequestTimeout): running it would be wasted work.
+            self.stats.deadline_expired += 1
+            return
         try:
             result = handler.call(payload, ctx)
         except Exception as exc:
@@ -326,20 +401,45 @@ class Service:
             return
         if handler.is_async:
             task = asyncio.ensure_future(result)
+            key = (identity, cid)
             self._tasks.add(task)
-            task.add_done_callback(lambda t: self._async_done(t, identity, cid, handler))
+            self._running[key] = task
+            task.add_done_callback(lambda t: self._async_done(t, key, handler))
         else:
             self._reply(identity, cid, result)
 
-    def _async_done(self, task: asyncio.Task[Any], identity: bytes, cid: int, handler: Handler) -> None:
+    def _cancel(self, identity: bytes, cid: int) -> None:
+        """The caller gave up on a request: cancel its handler if it is still running or waiting."""
+        task = self._running.pop((identity, cid), None)
+        if task is not None:
+            self.stats.cancelled += 1
+            task.cancel()
+            return
+        for index, waiting in enumerate(self._waiting):
+            if waiting[0] == identity and waiting[1] == cid:
+                del self._waiting[index]
+                self.stats.cancelled += 1
+                return
+
+    def _async_done(self, task: asyncio.Task[Any], key: tuple[bytes, int], handler: Handler) -> None:
         self._tasks.discard(task)
+        identity, cid = key
+        cancelled_by_caller = self._running.pop(key, None) is None
         if task.cancelled():
-            self._reply_error(identity, cid, error_object(503, "Request cancelled by the service"))
+            if not cancelled_by_caller:  # cancelled here (shutdown): tell the caller
+                self._reply_error(identity, cid, error_object(503, "Request cancelled by the service"))
         elif (exc := task.exception()) is not None:
             self._handler_failed(identity, cid, handler, exc)
-        else:
+        elif not cancelled_by_caller:
             self._reply(identity, cid, task.result())
+        self._start_waiting()
         self._schedule_flush()
+
+    def _start_waiting(self) -> None:
+        waiting = self._waiting
+        limit = self.max_concurrency
+        while waiting and (limit is None or len(self._running) < limit):
+            self._run_handler(*waiting.popleft())
 
     def _handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException) -> None:
         if isinstance(exc, RpcException):
@@ -397,15 +497,17 @@ class Service:
             self.stats.malformed_messages += 1
             log.warning("%s: rejected malformed event message: %s", self.name, exc)
             records = exc.records
-        for kind, _flags, _cid, _ttl, pattern, body in records:
+        for kind, _flags, seq, emitter, pattern, body in records:
             if kind == KIND_EVENT:
-                self._dispatch_event(pattern, body)
+                self._dispatch_event(pattern, body, seq, emitter)
             else:
                 self.stats.unsupported_kinds += 1
                 log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
 
-    def _dispatch_event(self, pattern: bytes, body: bytes) -> None:
+    def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0) -> None:
         self.stats.events += 1
+        if emitter:
+            self._track_sequence(emitter, seq)
         handlers = self._event_handlers.get(pattern)
         if not handlers:
             return  # events nobody here subscribes to are normal: fire-and-forget
@@ -423,6 +525,21 @@ class Service:
                 self._tasks.add(task)
                 task.add_done_callback(lambda t, h=handler: self._event_done(t, pattern, h))
 
+    def _track_sequence(self, emitter: int, seq: int) -> None:
+        """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent."""
+        last = self._emitters.get(emitter)
+        if last is None or seq == last + 1:
+            self._emitters[emitter] = seq
+        elif seq > last + 1:
+            missed = seq - last - 1
+            self.stats.events_missed += missed
+            self.event_gaps[emitter] = self.event_gaps.get(emitter, 0) + missed
+            self._emitters[emitter] = seq
+            log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
+                        self.name, missed, emitter, last, seq)
+        else:
+            self.stats.events_out_of_order += 1
+
     def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
@@ -438,6 +555,27 @@ class Service:
     # -- built-in patterns -----------------------------------------------------------------
 
     def _hello(self) -> dict[str, Any]:
-        return {"service": self.name, "version": self.version, "protocol": VERSION, "events": self._events_endpoint}
+        return {"service": self.name, "version": self.version, "protocol": VERSION, "events": self._events_endpoint,
+                "max_message_size": self.max_message_size}
+
+    def _health(self) -> dict[str, Any]:
+        # Answered while draining too, so an orchestrator sees "draining" rather than silence.
+        return {"status": "draining" if self._draining else "serving", "service": self.name}
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "version": self.version,
+            "zmsg": _zmsg_version,
+            "protocol": VERSION,
+            "status": "draining" if self._draining else "serving",
+            "endpoint": self._endpoint,
+            "events": self._events_endpoint,
+            "message_patterns": self.message_patterns,
+            "event_patterns": self.event_patterns,
+            "uptime": round(self.uptime, 3),
+            "in_flight": len(self._tasks),
+            "stats": self.stats.as_dict(),
+        }
 
 

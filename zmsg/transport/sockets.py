@@ -10,7 +10,7 @@ as EAGAIN (backpressure) instead of silently discarding events.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -30,6 +30,24 @@ __all__ = [
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)$")
 DEFAULT_HWM = 100_000
+DEFAULT_HEARTBEAT = 1.0
+"""Seconds between ZMTP heartbeats; a peer silent for 3 intervals is dropped as dead."""
+
+
+class Security(Protocol):
+    """What the socket factories need of CurveServer / CurveClient (transport.security)."""
+
+    def apply(self, sock: zmq.Socket[Any], *args: Any) -> None: ...
+
+
+def _heartbeat(sock: zmq.Socket[Any], interval: float | None) -> None:
+    # ZeroMQ's own ZMTP PING/PONG: detects a peer that vanished without closing (kill -9 of a
+    # host, network cut, a stopped process) and turns it into a disconnect the monitor reports.
+    if interval:
+        ivl = max(1, int(interval * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ivl)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * ivl)
 
 
 def context() -> zmq.Context[Any]:
@@ -77,9 +95,13 @@ def connectable(bound: str) -> str:
     return bound
 
 
-def bind_router(endpoint: str, *, max_message_size: int = -1) -> tuple[zmq.Socket[Any], str]:
+def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                security: Security | None = None, zap_domain: str = "") -> tuple[zmq.Socket[Any], str]:
     sock = context().socket(zmq.ROUTER)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    _heartbeat(sock, heartbeat)
+    if security is not None:
+        security.apply(sock, zap_domain)
     sock.setsockopt(zmq.SNDHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
@@ -88,8 +110,12 @@ def bind_router(endpoint: str, *, max_message_size: int = -1) -> tuple[zmq.Socke
     return sock, connectable(_bind(sock, endpoint))
 
 
-def bind_subscriber(endpoint: str, *, max_message_size: int = -1) -> tuple[zmq.Socket[Any], str]:
+def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                    security: Security | None = None, zap_domain: str = "") -> tuple[zmq.Socket[Any], str]:
     sock = context().socket(zmq.SUB)
+    _heartbeat(sock, heartbeat)
+    if security is not None:
+        security.apply(sock, zap_domain)
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -112,8 +138,12 @@ def _connect_all(sock: zmq.Socket[Any], endpoints: list[str]) -> None:
         raise EndpointError(f"cannot connect {endpoint}: {exc.strerror}") from None
 
 
-def connect_dealer(endpoints: list[str]) -> zmq.Socket[Any]:
+def connect_dealer(endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                   security: Security | None = None) -> zmq.Socket[Any]:
     sock = context().socket(zmq.DEALER)
+    _heartbeat(sock, heartbeat)
+    if security is not None:
+        security.apply(sock)
     sock.setsockopt(zmq.SNDHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.LINGER, 0)
@@ -121,10 +151,19 @@ def connect_dealer(endpoints: list[str]) -> zmq.Socket[Any]:
     return sock
 
 
-def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM) -> zmq.Socket[Any]:
+def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                      security: Security | None = None) -> zmq.Socket[Any]:
     sock = context().socket(zmq.XPUB)
-    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+    _heartbeat(sock, heartbeat)
+    if security is not None:
+        security.apply(sock)
+    # VERBOSER: every subscribe *and* unsubscribe reaches us, including the unsubscribe libzmq
+    # generates when a subscriber's connection drops, so the client can count live subscribers.
+    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
     sock.setsockopt(zmq.XPUB_NODROP, 1)
+    # IMMEDIATE: no queue for a subscriber that is not connected, so its leaving is reported
+    # (the unsubscribe above) instead of events piling up silently for a peer that may not return.
+    sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.SNDHWM, hwm)
     _connect_all(sock, endpoints)
     return sock

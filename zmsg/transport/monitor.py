@@ -1,0 +1,60 @@
+"""Connection events of a socket (connected, lost, handshake refused), delivered on the loop.
+
+ZeroMQ hides connections behind its sockets; its monitor reports them on an inproc PAIR socket.
+``SocketMonitor`` reads that on the event loop like any other ``Channel`` and turns each event
+into a callback ``(event, endpoint)``. This is how a client learns, without waiting for its
+timeouts, that a service went away (including a heartbeat timeout, when a peer vanished without
+closing) or refused its CURVE credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from zmsg.transport.channel import Channel
+
+__all__ = [
+    "SocketMonitor",
+    "CONNECTED",
+    "DISCONNECTED",
+    "AUTH_FAILED",
+    "PROTOCOL_FAILED",
+    "WATCHED_EVENTS",
+]
+
+CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
+DISCONNECTED = zmq.EVENT_DISCONNECTED
+AUTH_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
+PROTOCOL_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+WATCHED_EVENTS = CONNECTED | DISCONNECTED | AUTH_FAILED | PROTOCOL_FAILED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
+class SocketMonitor:
+    """Calls ``on_event(event, endpoint)`` for each watched connection event of ``sock``."""
+
+    def __init__(self, sock: zmq.Socket[Any], on_event: Callable[[int, str], None], *, name: str) -> None:
+        self._sock = sock
+        self._on_event = on_event
+        self._pair = sock.get_monitor_socket(WATCHED_EVENTS)
+        self._channel = Channel(self._pair, self._on_message, name=f"{name}/monitor")
+
+    def _on_message(self, frames: list[bytes]) -> None:
+        message = parse_monitor_message(frames)
+        endpoint = message["endpoint"]
+        if isinstance(endpoint, bytes):
+            endpoint = endpoint.decode("utf-8", "replace")
+        self._on_event(int(message["event"]), endpoint)
+
+    def close(self) -> None:
+        """Stop monitoring; call before closing the monitored socket."""
+        if self._channel.closed:
+            return
+        try:
+            self._sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self._channel.close(linger_ms=0)
