@@ -9,6 +9,7 @@ exception handler, so an error swallowed by a callback cannot hide. Services sta
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import signal
@@ -33,7 +34,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Every async (anyio) test also gets the loop-error check below.
     for item in items:
-        if item.get_closest_marker("anyio") and isinstance(item, pytest.Function):
+        if (item.get_closest_marker("anyio") and isinstance(item, pytest.Function)
+                and inspect.iscoroutinefunction(item.obj)):
             if "_fail_on_loop_errors" not in item.fixturenames:
                 item.fixturenames.append("_fail_on_loop_errors")
 
