@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -55,11 +56,20 @@ async def _fail_on_loop_errors() -> AsyncIterator[None]:
 class ServedProcess:
     """A ``zmsg serve`` subprocess and the endpoints it printed."""
 
-    def __init__(self, proc: subprocess.Popen[str], endpoint: str, events_endpoint: str) -> None:
+    def __init__(self, proc: subprocess.Popen[str], endpoint: str, events_endpoint: str, seen: list[str]) -> None:
         self.proc = proc
         self.endpoint = endpoint
         self.events_endpoint = events_endpoint
         self.pid = proc.pid
+        # Drain the pipe continuously: a service blocked on a full stdout pipe would look hung.
+        self._lines = seen
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
 
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
@@ -73,8 +83,8 @@ class ServedProcess:
     def output(self) -> str:
         """Everything the process wrote (only once it has exited)."""
         assert self.proc.poll() is not None
-        out = self.proc.stdout.read() if self.proc.stdout else ""
-        return out
+        self._reader.join(10)
+        return "".join(self._lines)
 
 
 def start_serve(target: str, *args: str, cwd: Path = SERVICES_DIR, env: dict[str, str] | None = None,
@@ -95,7 +105,7 @@ def start_serve(target: str, *args: str, cwd: Path = SERVICES_DIR, env: dict[str
         seen.append(line)
         match = _ENDPOINT_LINE.search(line)
         if match:
-            return ServedProcess(proc, match["endpoint"], match["events"])
+            return ServedProcess(proc, match["endpoint"], match["events"], seen)
     proc.kill()
     proc.wait(5)
     raise RuntimeError(f"zmsg serve {target} did not report its endpoint; output:\n{''.join(seen)}")
@@ -114,6 +124,7 @@ def serve_process() -> Iterator[Callable[..., ServedProcess]]:
     yield factory
     for served in started:
         served.terminate()
+        served._reader.join(10)
         if served.proc.stdout:
             served.proc.stdout.close()
 

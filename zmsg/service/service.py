@@ -50,6 +50,7 @@ from zmsg.protocol import (
     parse_frames,
 )
 from zmsg.service.context import Context
+from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
@@ -113,6 +114,7 @@ class Service:
         self.security = security
         self._running: dict[tuple[bytes, int], asyncio.Task[Any]] = {}
         self._received_at = 0.0
+        self._peer_log = RateLimitedLog(log)
         self._waiting: deque[tuple[bytes, int, Handler, Any, Context | None, float | None]] = deque()
         self._emitters: dict[int, int] = {}
         self.event_gaps: dict[int, int] = {}
@@ -336,7 +338,7 @@ class Service:
             records = parse_frames(frames, 1)
         except FrameError as exc:
             self.stats.malformed_messages += 1
-            log.warning("%s: rejected malformed message from %s: %s", self.name, identity.hex(), exc)
+            self._peer_log.warning("%s: rejected malformed message from %s: %s", self.name, identity.hex(), exc)
             records = exc.records
             if exc.correlation_id:
                 self._reply_error(identity, exc.correlation_id, error_object(400, f"Malformed message: {exc}"))
@@ -350,7 +352,7 @@ class Service:
             else:
                 self.stats.unsupported_kinds += 1
                 name = KIND_NAMES.get(kind, "unknown")
-                log.warning("%s: unsupported record kind %d (%s) from %s", self.name, kind, name, identity.hex())
+                self._peer_log.warning("%s: unsupported record kind %d (%s) from %s", self.name, kind, name, identity.hex())
                 if cid:
                     self._reply_error(identity, cid, error_object(400, f"Unsupported record kind {kind} ({name})"))
 
@@ -495,14 +497,14 @@ class Service:
             records = parse_frames(frames, 0)
         except FrameError as exc:
             self.stats.malformed_messages += 1
-            log.warning("%s: rejected malformed event message: %s", self.name, exc)
+            self._peer_log.warning("%s: rejected malformed event message: %s", self.name, exc)
             records = exc.records
         for kind, _flags, seq, emitter, pattern, body in records:
             if kind == KIND_EVENT:
                 self._dispatch_event(pattern, body, seq, emitter)
             else:
                 self.stats.unsupported_kinds += 1
-                log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
+                self._peer_log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
 
     def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0) -> None:
         self.stats.events += 1
@@ -548,7 +550,7 @@ class Service:
     def _event_failed(self, pattern: bytes, handler: Handler, exc: BaseException) -> None:
         self.stats.event_handler_errors += 1
         if isinstance(exc, (PayloadError, ZmsgError)):
-            log.warning("%s: event %r rejected by %s: %s", self.name, pattern_repr(pattern), handler.name, exc)
+            self._peer_log.warning("%s: event %r rejected by %s: %s", self.name, pattern_repr(pattern), handler.name, exc)
         else:
             log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc)
 
