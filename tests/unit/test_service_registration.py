@@ -98,3 +98,22 @@ def test_unresolvable_annotations_are_reported_at_registration() -> None:
         @service.message_pattern("x")
         def handler(data: NoSuchType) -> None:  # type: ignore[name-defined] # noqa: F821
             return None
+
+
+def test_event_sequences_detect_gaps_and_can_be_restored() -> None:
+    service = zmsg.Service("seq")
+    seen: list[tuple[int, str]] = []
+
+    @service.event_pattern("e")
+    def on_event(data: int, ctx: zmsg.Context) -> None:
+        seen.append((ctx.correlation_id, ctx.peer))
+
+    for seq in (1, 2, 5, 4, 6):
+        service._dispatch_event(b"e", b"\x01", seq, 0xABC)
+    assert service.stats.events_missed == 2 and service.event_gaps == {0xABC: 2}
+    assert service.stats.events_out_of_order == 1
+    assert seen[0] == (1, "00000abc")
+    restarted = zmsg.Service("seq")
+    restarted.restore_event_sequences(service.event_sequences)
+    restarted._dispatch_event(b"e", b"\x01", 9, 0xABC)
+    assert restarted.stats.events_missed == 2  # 7 and 8 never reached either process

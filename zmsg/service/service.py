@@ -516,7 +516,7 @@ class Service:
         for handler in handlers:
             try:
                 payload = codec.decode_with(handler.decoder, body) if handler.decoder is not None else None
-                ctx = (Context(pattern_repr(pattern), 0, "", self.name, "event")
+                ctx = (Context(pattern_repr(pattern), seq, f"{emitter:08x}" if emitter else "", self.name, "event")
                        if handler.context_param is not None else None)
                 result = handler.call(payload, ctx)
             except Exception as exc:
@@ -526,6 +526,17 @@ class Service:
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
                 task.add_done_callback(lambda t, h=handler: self._event_done(t, pattern, h))
+
+    @property
+    def event_sequences(self) -> dict[int, int]:
+        """The last event sequence seen per emitter id (persist it to detect loss across restarts)."""
+        return dict(self._emitters)
+
+    def restore_event_sequences(self, sequences: dict[int, int]) -> None:
+        """Seed the per-emitter sequence tracker, e.g. from what a previous process persisted."""
+        for emitter, seq in sequences.items():
+            if seq > self._emitters.get(emitter, 0):
+                self._emitters[emitter] = seq
 
     def _track_sequence(self, emitter: int, seq: int) -> None:
         """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent."""
