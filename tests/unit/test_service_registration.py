@@ -110,10 +110,24 @@ def test_event_sequences_detect_gaps_and_can_be_restored() -> None:
 
     for seq in (1, 2, 5, 4, 6):
         service._dispatch_event(b"e", b"\x01", seq, 0xABC)
-    assert service.stats.events_missed == 2 and service.event_gaps == {0xABC: 2}
+    # 3 and 4 went missing; 4 then arrived late, so only 3 stays counted
+    assert service.stats.events_missed == 1 and service.event_gaps == {0xABC: 1}
     assert service.stats.events_out_of_order == 1
     assert seen[0] == (1, "00000abc")
     restarted = zmsg.Service("seq")
     restarted.restore_event_sequences(service.event_sequences)
     restarted._dispatch_event(b"e", b"\x01", 9, 0xABC)
     assert restarted.stats.events_missed == 2  # 7 and 8 never reached either process
+
+
+def test_late_arrivals_inside_a_gap_are_no_longer_counted_missed() -> None:
+    service = zmsg.Service("late")
+    for seq in (1, 2, 10, 11):
+        service._dispatch_event(b"e", b"\x01", seq, 7)
+    assert service.stats.events_missed == 7  # 3..9
+    for seq in (3, 9, 5):  # still buffered on the old connection, handled now
+        service._dispatch_event(b"e", b"\x01", seq, 7)
+    assert service.stats.events_missed == 4 and service.event_gaps == {7: 4}
+    assert service._gap_ranges[7] == [[4, 4], [6, 8]]
+    service._dispatch_event(b"e", b"\x01", 2, 7)  # not in a gap: out of order, not "found"
+    assert service.stats.events_missed == 4

@@ -58,6 +58,8 @@ from zmsg.transport.sockets import DEFAULT_HEARTBEAT
 
 __all__ = ["Service", "ServiceStats"]
 
+_MAX_GAP_RANGES = 1024  # per emitter: late arrivals older than this many gaps stay counted as missed
+
 log = logging.getLogger("zmsg.service")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,6 +119,7 @@ class Service:
         self._peer_log = RateLimitedLog(log)
         self._waiting: deque[tuple[bytes, int, Handler, Any, Context | None, float | None]] = deque()
         self._emitters: dict[int, int] = {}
+        self._gap_ranges: dict[int, list[list[int]]] = {}
         self.event_gaps: dict[int, int] = {}
         """Events missed per emitter id, from gaps in their sequence numbers."""
         self.name = name
@@ -539,7 +542,12 @@ class Service:
                 self._emitters[emitter] = seq
 
     def _track_sequence(self, emitter: int, seq: int) -> None:
-        """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent."""
+        """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent.
+
+        After a reconnection, events still buffered on the old connection can arrive after newer
+        ones on the new connection. A gap is therefore remembered as a range, and an event that
+        later falls inside it is a late arrival: it is handled and no longer counted as missed.
+        """
         last = self._emitters.get(emitter)
         if last is None or seq == last + 1:
             self._emitters[emitter] = seq
@@ -547,11 +555,31 @@ class Service:
             missed = seq - last - 1
             self.stats.events_missed += missed
             self.event_gaps[emitter] = self.event_gaps.get(emitter, 0) + missed
+            gaps = self._gap_ranges.setdefault(emitter, [])
+            gaps.append([last + 1, seq - 1])
+            if len(gaps) > _MAX_GAP_RANGES:
+                del gaps[0]
             self._emitters[emitter] = seq
-            log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
-                        self.name, missed, emitter, last, seq)
+            self._peer_log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
+                                   self.name, missed, emitter, last, seq)
         else:
             self.stats.events_out_of_order += 1
+            for index, gap in enumerate(self._gap_ranges.get(emitter, ())):
+                low, high = gap
+                if low <= seq <= high:
+                    self.stats.events_missed -= 1
+                    self.event_gaps[emitter] -= 1
+                    gaps = self._gap_ranges[emitter]
+                    if low == high:
+                        del gaps[index]
+                    elif seq == low:
+                        gap[0] = seq + 1
+                    elif seq == high:
+                        gap[1] = seq - 1
+                    else:
+                        gap[1] = seq - 1
+                        gaps.insert(index + 1, [seq + 1, high])
+                    break
 
     def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler) -> None:
         self._tasks.discard(task)
