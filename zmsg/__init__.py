@@ -30,21 +30,42 @@ _EXPORTS = {
     "ClientProxy": "zmsg.client",
     "PendingRequest": "zmsg.client",
     "DEFAULT_TIMEOUT": "zmsg.client",
+    "SyncClientProxy": "zmsg.sync_client",
+    # named clients and configuration
+    "ClientRegistry": "zmsg.registry",
+    "clients": "zmsg.registry",
+    "ClientSettings": "zmsg.config",
+    "ServeSettings": "zmsg.config",
+    "load_config": "zmsg.config",
+    # security (CURVE)
+    "CurveServer": "zmsg.transport.security",
+    "CurveClient": "zmsg.transport.security",
+    "KeyPair": "zmsg.transport.security",
+    "generate_keypair": "zmsg.transport.security",
+    "write_keypair": "zmsg.transport.security",
+    "load_keypair": "zmsg.transport.security",
+    "load_public_key": "zmsg.transport.security",
+    "SecurityError": "zmsg.transport.security",
     # errors
     "ZmsgError": "zmsg.errors",
     "RpcException": "zmsg.errors",
     "RequestTimeout": "zmsg.errors",
     "ServiceUnavailable": "zmsg.errors",
+    "AuthenticationFailed": "zmsg.errors",
     "MessageTooLarge": "zmsg.errors",
     "EndpointError": "zmsg.errors",
     "ProtocolError": "zmsg.errors",
+    "ConfigError": "zmsg.errors",
 }
 
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from zmsg.client import DEFAULT_TIMEOUT, ClientProxy, PendingRequest
+    from zmsg.config import ClientSettings, ServeSettings, load_config
     from zmsg.errors import (
+        AuthenticationFailed,
+        ConfigError,
         EndpointError,
         MessageTooLarge,
         ProtocolError,
@@ -53,7 +74,19 @@ if TYPE_CHECKING:
         ServiceUnavailable,
         ZmsgError,
     )
+    from zmsg.registry import ClientRegistry, clients
     from zmsg.service import Context, Service, event_pattern, message_pattern
+    from zmsg.sync_client import SyncClientProxy
+    from zmsg.transport.security import (
+        CurveClient,
+        CurveServer,
+        KeyPair,
+        SecurityError,
+        generate_keypair,
+        load_keypair,
+        load_public_key,
+        write_keypair,
+    )
 
 
 def __getattr__(name: str) -> Any:

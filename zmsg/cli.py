@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from zmsg.errors import EndpointError
+from zmsg import commands
+from zmsg.commands import ExitCode, exit_code_for
+from zmsg.config import CONFIG_ENV, CONFIG_FILE, Config, load_config
+from zmsg.errors import ConfigError, RpcException, ZmsgError
 from zmsg.service import Service
+from zmsg.serving import load_service, serve
 
-__all__ = ["main", "load_service", "build_parser"]
+__all__ = ["main", "load_service", "build_parser", "ExitCode"]
 
-EXIT_OK = 0
-EXIT_USAGE = 2
+EXIT_OK = ExitCode.OK
+EXIT_USAGE = ExitCode.USAGE
 
 
 class CliError(Exception):
@@ -27,73 +28,223 @@ class CliError(Exception):
         self.code = code
 
 
-def load_service(target: str) -> Service:
-    """Import ``MODULE:ATTR`` (the current directory on the path, as uvicorn does) to a Service."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise CliError(f"expected MODULE:ATTR (for example users:service), got {target!r}", EXIT_USAGE)
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise CliError(f"cannot import module {module_name!r}: not found") from None
-        raise CliError(f"importing {module_name!r} failed: {exc}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise CliError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, Service) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, Service):
-        raise CliError(f"{target} is {type(obj).__name__}, not a zmsg.Service (or a factory returning one)")
-    return obj
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = load_service(args.target)
+    flags = {"app": "MODULE:ATTR"}
+    settings = _config(args).serve({
+        "app": args.target, "bind": args.bind, "events_bind": args.events_bind, "log_level": args.log_level,
+        "log_format": args.log_format, "grace": args.grace, "loop": args.loop,
+    }, flags=flags)
 
-    def ready(endpoint: str) -> None:
-        print(f"zmsg: serving {service.name!r} on {endpoint} (events on {service.events_endpoint})", flush=True)
+    def ready(service: Service, endpoint: str) -> None:
+        # tests/conftest.py and process managers parse this line: keep its format.
+        print(f"zmsg: serving {service.name!r} on {endpoint} (events on {service.events_endpoint})",
+              flush=True)
 
+    serve(settings, on_ready=ready)
+    return ExitCode.OK
+
+
+def _with_client(args: argparse.Namespace, work: Any) -> Any:
+    overrides = {"timeout": args.timeout, "connect_timeout": args.connect_timeout}
+    client = commands.open_client(args.endpoint, _config(args), overrides)
     try:
-        service.run(args.bind, events_endpoint=args.events_bind, on_ready=ready)
-    except EndpointError as exc:
-        raise CliError(str(exc)) from None
-    return EXIT_OK
+        return work(client)
+    finally:
+        client.close()
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    pattern, data = commands.parse_pattern(args.pattern), commands.parse_data(args.data)
+    reply = _with_client(args, lambda client: commands.call(client, pattern, data))
+    print(commands.to_json(reply), flush=True)
+    return ExitCode.OK
+
+
+def _cmd_emit(args: argparse.Namespace) -> int:
+    pattern, data = commands.parse_pattern(args.pattern), commands.parse_data(args.data)
+    _with_client(args, lambda client: commands.emit(client, pattern, data))
+    return ExitCode.OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    answer = _with_client(args, commands.info)
+    print(commands.to_json(answer) if args.json else commands.format_info(answer), flush=True)
+    return ExitCode.OK
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    answer = _with_client(args, commands.health)
+    print(f"{answer.get('service')}: {answer.get('status')}", flush=True)
+    return ExitCode.OK
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+_SERVE_EPILOG = """\
+examples:
+  zmsg serve users:service --bind tcp://127.0.0.1:5555
+  zmsg serve app:make_service --bind 'tcp://*:5555' --events-bind 'tcp://*:5556' --log-format json
+  ZMSG_SERVE_BIND=tcp://0.0.0.0:5555 zmsg serve users:service
+
+Every option can also be set as ZMSG_SERVE_<OPTION> (e.g. ZMSG_SERVE_LOG_LEVEL=debug) or in the
+[serve] table of zmsg.toml (app = "users:service"); flags win over the environment, the
+environment over the file. SIGTERM/SIGINT drain: new requests get a 503 error, in-flight ones
+finish (up to --grace seconds) and are answered, then the process exits 0. A second signal
+exits at once.
+"""
+
+_CLIENT_NOTE = """
+ENDPOINT is tcp://HOST:PORT (or ipc://, inproc://), or the NAME of a client declared in
+zmsg.toml ([clients.NAME]) or the environment (ZMSG_CLIENTS_NAME_ENDPOINTS).
+Timeouts also come from ZMSG_CLIENT_TIMEOUT / ZMSG_CLIENT_CONNECT_TIMEOUT or [client].
+exit codes: 0 ok, 1 error, 2 bad arguments, 3 RpcException (error JSON on stderr),
+4 timeout, 5 service unreachable.
+"""
+
+_CALL_EPILOG = """\
+examples:
+  zmsg call tcp://127.0.0.1:5555 '{"cmd":"sum"}' '[1, 2, 3]'
+  zmsg call tcp://127.0.0.1:5555 get_user '{"id": 7}' --timeout 2
+  echo '{"id": 7}' | zmsg call BILLING_SERVICE get_invoice -
+""" + _CLIENT_NOTE
+
+_EMIT_EPILOG = """\
+examples:
+  zmsg emit tcp://127.0.0.1:5555 user_created '{"user_id": "u1", "email": "a@b.c"}'
+  zmsg emit NOTIFICATIONS_SERVICE '{"event":"ping"}'
+""" + _CLIENT_NOTE
+
+_INFO_EPILOG = """\
+examples:
+  zmsg info tcp://127.0.0.1:5555
+  zmsg info tcp://127.0.0.1:5555 --json | jq .message_patterns
+""" + _CLIENT_NOTE
+
+_HEALTH_EPILOG = """\
+examples:
+  zmsg health tcp://127.0.0.1:5555 && echo up
+  zmsg health tcp://127.0.0.1:5555 --timeout 1    # as a container health probe
+
+Exits 0 when the service answers its built-in $zmsg.health pattern with "serving", 5 when it
+is unreachable or draining.
+""" + _CLIENT_NOTE
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH",
+                        help=f"settings file (default: ${CONFIG_ENV}, else ./{CONFIG_FILE} when present)")
+    return common
+
+
+def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
+    serve = sub.add_parser(
+        "serve", parents=[common],
+        help="run a Service from MODULE:ATTR",
+        description="Import a zmsg.Service (or a factory returning one) and serve it until SIGINT/SIGTERM.",
+        epilog=_SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("target", nargs="?", metavar="MODULE:ATTR",
+                       help="the Service, e.g. users:service (env ZMSG_SERVE_APP, [serve] app)")
+    serve.add_argument("--bind", metavar="ENDPOINT",
+                       help="request endpoint; port 0 picks a free port (default tcp://127.0.0.1:0)")
+    serve.add_argument("--events-bind", metavar="ENDPOINT",
+                       help="event endpoint (default: same host as --bind, a free port)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    serve.add_argument("--log-format", choices=["text", "json"], help="default text")
+    serve.add_argument("--grace", type=_positive_float, metavar="SECONDS",
+                       help="how long a drain waits for in-flight handlers (default 10)")
+    serve.add_argument("--loop", choices=["auto", "asyncio", "uvloop"],
+                       help="event loop (default auto: uvloop when installed)")
+    serve.set_defaults(func=_cmd_serve)
+
+
+def _add_client_command(sub: Any, common: argparse.ArgumentParser, name: str, help: str, description: str,
+                        epilog: str, func: Any, *, pattern: bool) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[common], help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="tcp://HOST:PORT, or a declared client NAME")
+    if pattern:
+        parser.add_argument("pattern", metavar="PATTERN",
+                            help="a string, or a JSON object such as '{\"cmd\":\"sum\"}'")
+        parser.add_argument("data", metavar="JSON", nargs="?", default=None,
+                            help="the payload as JSON ('-' reads stdin; default null)")
+    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                        help="reply timeout (default 10)")
+    parser.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS",
+                        help="how long to wait for the service to answer the handshake (default: --timeout)")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    _add_client_command(sub, common, "call", "send a request and print the reply as JSON",
+                        "Send one request (ClientProxy.send) and print the reply as JSON on stdout.",
+                        _CALL_EPILOG, _cmd_call, pattern=True)
+    _add_client_command(sub, common, "emit", "publish one event",
+                        "Publish one event (ClientProxy.emit) to the service's event handlers.",
+                        _EMIT_EPILOG, _cmd_emit, pattern=True)
+    info = _add_client_command(sub, common, "info", "describe a running service",
+                               "Print a running service's name, version, patterns, uptime and counters "
+                               "(its built-in $zmsg.info pattern).", _INFO_EPILOG, _cmd_info, pattern=False)
+    info.add_argument("--json", action="store_true", help="print the raw $zmsg.info answer as JSON")
+    _add_client_command(sub, common, "health", "check that a service answers",
+                        "Ask a service's built-in $zmsg.health pattern; exit 0 when it is serving.",
+                        _HEALTH_EPILOG, _cmd_health, pattern=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zmsg", description="Brokerless messaging over ZeroMQ.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser(
-        "serve",
-        help="run a Service from MODULE:ATTR",
-        description="Import a zmsg.Service (or a factory returning one) and serve it until SIGINT/SIGTERM.",
-        epilog="example: zmsg serve users:service --bind tcp://127.0.0.1:5555",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = argparse.ArgumentParser(
+        prog="zmsg", description="Brokerless messaging over ZeroMQ.",
+        epilog="exit codes: 0 ok, 1 error, 2 bad arguments, 3 RpcException, 4 timeout, 5 service "
+               "unreachable, 130 interrupted. Run 'zmsg COMMAND --help' for examples.",
     )
-    serve.add_argument("target", help="MODULE:ATTR of the Service, e.g. users:service")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:0", help="request endpoint (port 0: pick a free port)")
-    serve.add_argument("--events-bind", default=None, help="event endpoint (default: beside --bind, free port)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(func=_cmd_serve)
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = _common()
+    _add_serve(sub, common)
+    _add_client_commands(sub, common)
+
+    from zmsg.bench.cli import add_parser as add_bench_parser  # its own package: imported lazily inside
+
+    add_bench_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # exits 2 with a usage line on bad arguments
     try:
         code: int = args.func(args)
         return code
     except CliError as exc:
         print(f"zmsg: error: {exc}", file=sys.stderr)
         return exc.code
+    except RpcException as exc:
+        # The service's own error object, unchanged, for scripts to parse.
+        print(commands.to_json(exc.error), file=sys.stderr)
+        return ExitCode.RPC_ERROR
+    except (ZmsgError, ConfigError) as exc:
+        print(f"zmsg: error: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # e.g. `zmsg info ... | head -1`
+        sys.stderr.close()
+        return ExitCode.OK

@@ -1,0 +1,321 @@
+"""Settings for ``zmsg serve`` and for clients: command line > ``ZMSG_*`` environment > ``zmsg.toml``.
+
+Theory of operation: a ``Config`` holds the two outer layers (the parsed ``zmsg.toml`` and a
+snapshot of the environment). Resolving a setting walks the layers from weakest to strongest,
+converts each value with msgspec against the field's annotated type (so ``"2.5"`` from the
+environment becomes a float and ``-1`` fails ``> 0``), and remembers where each value came
+from, so an invalid one is rejected with a ``ConfigError`` that names the flag, variable or
+file key to fix. Names, one place (see docs/cli.md):
+
+- ``zmsg serve``: ``[serve]`` in the file, ``ZMSG_SERVE_<OPTION>`` in the environment.
+- Defaults for every client: ``[client]``, ``ZMSG_CLIENT_<OPTION>``.
+- Named clients (the registry): ``[clients.<NAME>]``, ``ZMSG_CLIENTS_<NAME>_<OPTION>``.
+- The file: ``--config``, else ``ZMSG_CONFIG``, else ``./zmsg.toml`` when it exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from zmsg.client import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+from zmsg.errors import ConfigError, EndpointError
+from zmsg.transport import validate_endpoint
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT
+
+__all__ = [
+    "Config",
+    "ServeSettings",
+    "ClientSettings",
+    "load_config",
+    "normalise_client_name",
+    "CONFIG_FILE",
+    "CONFIG_ENV",
+    "ENV_PREFIX",
+]
+
+ENV_PREFIX = "ZMSG_"
+CONFIG_FILE = "zmsg.toml"
+CONFIG_ENV = "ZMSG_CONFIG"
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Everything ``zmsg serve`` can be told; each field is also a flag, a variable and a key."""
+
+    app: str | None = None
+    """MODULE:ATTR of the Service (or of a factory returning one)."""
+    bind: str = "tcp://127.0.0.1:0"
+    events_bind: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    grace: PositiveFloat = 10.0
+    """Seconds a drain waits for in-flight handlers before cancelling them."""
+    loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+
+
+class ClientSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """The options of ``ClientProxy`` (and the subset ``SyncClientProxy`` has), for one client."""
+
+    endpoints: tuple[str, ...] = ()
+    timeout: PositiveFloat = DEFAULT_TIMEOUT
+    connect_timeout: PositiveFloat | None = None
+    emit_timeout: PositiveFloat | None = None
+    retries: Annotated[int, msgspec.Meta(ge=0)] = 0
+    retry_backoff: Annotated[float, msgspec.Meta(ge=0)] = 0.05
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_IN_FLIGHT
+    max_message_size: Annotated[int, msgspec.Meta(gt=0)] = DEFAULT_MAX_MESSAGE_SIZE
+    heartbeat: PositiveFloat | None = DEFAULT_HEARTBEAT
+    """ZMTP heartbeat interval in seconds; ``off`` (or an empty variable) turns it off."""
+    flush_at: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_FLUSH_AT
+
+    def proxy_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``ClientProxy``."""
+        return {
+            "timeout": self.timeout,
+            "connect_timeout": self.connect_timeout,
+            "emit_timeout": self.emit_timeout,
+            "retries": self.retries,
+            "retry_backoff": self.retry_backoff,
+            "max_in_flight": self.max_in_flight,
+            "max_message_size": self.max_message_size,
+            "heartbeat": self.heartbeat,
+            "flush_at": self.flush_at,
+        }
+
+    def sync_proxy_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``SyncClientProxy`` (one request per thread: no batching,
+        no in-flight limit, no retries)."""
+        return {
+            "timeout": self.timeout,
+            "connect_timeout": self.connect_timeout,
+            "emit_timeout": self.emit_timeout,
+            "max_message_size": self.max_message_size,
+            "heartbeat": self.heartbeat,
+        }
+
+
+S = TypeVar("S", ServeSettings, ClientSettings)
+
+_ENDPOINT_FIELDS = frozenset({"bind", "events_bind", "endpoints"})
+_NULLABLE = frozenset({"app", "events_bind", "connect_timeout", "emit_timeout", "heartbeat"})
+_NONE_WORDS = frozenset({"", "off", "none"})
+_SERVE_KEYS = frozenset(ServeSettings.__struct_fields__)
+_CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__) - {"endpoints"}
+_NAMED_CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def normalise_client_name(name: str) -> str:
+    """Client names are case-insensitive identifiers; the canonical form is upper case."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"invalid client name {name!r}: use letters, digits and underscores (e.g. BILLING_SERVICE)"
+        )
+    return name.upper()
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """Values from one source, and how to name each one in an error message."""
+
+    values: Mapping[str, Any]
+    describe: Mapping[str, str]
+    from_text: bool = False  # environment values are strings: lists are comma-separated
+
+
+def _resolve(cls: type[S], layers: list[_Layer]) -> S:
+    values: dict[str, Any] = {}
+    for layer in layers:  # weakest first: later layers win
+        for key, raw in layer.values.items():
+            where = layer.describe[key]
+            value = raw
+            if key == "endpoints":
+                if isinstance(raw, str):
+                    parts = raw.split(",") if layer.from_text else [raw]
+                    value = [part.strip() for part in parts if part.strip()]
+            elif key in _NULLABLE and isinstance(raw, str) and raw.strip().lower() in _NONE_WORDS:
+                value = None  # an empty variable (or "off" / "none") means "not set" / "off"
+            try:
+                value = msgspec.convert(value, _field_types(cls)[key], strict=False)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"invalid value {raw!r} for {where}: {_lower_first(str(exc))}") from None
+            if key in _ENDPOINT_FIELDS and value is not None:
+                for endpoint in value if key == "endpoints" else (value,):
+                    try:
+                        validate_endpoint(endpoint)
+                    except EndpointError as exc:
+                        raise ConfigError(f"invalid value for {where}: {exc}") from None
+            values[key] = value
+    return cls(**values)
+
+
+@functools.cache
+def _field_types(cls: type[Any]) -> dict[str, Any]:
+    # Resolved once per settings class (annotations are strings under future annotations).
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+class Config:
+    """The ``zmsg.toml`` and environment layers that settings are resolved from.
+
+    Built by ``load_config()`` (or directly, in tests, from a dict and a fake environment).
+    Reading the file and the environment once keeps every later resolution consistent.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.path = path
+        self.environ: dict[str, str] = dict(os.environ if environ is None else environ)
+        self._where = f"{path}" if path is not None else "config"
+        data = dict(data or {})
+        unknown = set(data) - {"serve", "client", "clients"}
+        if unknown:
+            raise ConfigError(
+                f"unknown table(s) {', '.join(sorted(unknown))} in {self._where}: "
+                "expected [serve], [client], [clients.NAME]"
+            )
+        self._serve = self._table(data, "serve", _SERVE_KEYS)
+        self._client = self._table(data, "client", _CLIENT_KEYS)
+        clients = data.get("clients", {})
+        if not isinstance(clients, dict):
+            raise ConfigError(f"[clients] in {self._where} must be a table of [clients.NAME] tables")
+        self._clients: dict[str, dict[str, Any]] = {}
+        for name in clients:
+            canonical = normalise_client_name(name)
+            self._clients[canonical] = self._table(clients, name, _NAMED_CLIENT_KEYS, prefix="clients.")
+
+    def _table(
+        self, data: Mapping[str, Any], key: str, allowed: frozenset[str], prefix: str = ""
+    ) -> dict[str, Any]:
+        table = data.get(key, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{prefix}{key} in {self._where} must be a table")
+        unknown = set(table) - allowed
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(f'{prefix}{key}.{u}' for u in sorted(unknown))} "
+                f"in {self._where}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
+        return dict(table)
+
+    # -- layers ----------------------------------------------------------------------------
+
+    def _file_layer(self, table: Mapping[str, Any], section: str) -> _Layer:
+        return _Layer(table, {k: f"{section}.{k} in {self._where}" for k in table})
+
+    def _env_layer(self, prefix: str, keys: frozenset[str]) -> _Layer:
+        values = {}
+        describe = {}
+        for key in keys:
+            var = f"{prefix}{key.upper()}"
+            if var in self.environ:
+                values[key] = self.environ[var]
+                describe[key] = var
+        return _Layer(values, describe, from_text=True)
+
+    @staticmethod
+    def _flag_layer(overrides: Mapping[str, Any], flags: Mapping[str, str] | None) -> _Layer:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        describe = {k: (flags or {}).get(k, "--" + k.replace("_", "-")) for k in given}
+        return _Layer(given, describe)
+
+    # -- resolution ------------------------------------------------------------------------
+
+    def serve(
+        self, overrides: Mapping[str, Any] | None = None, *, flags: Mapping[str, str] | None = None
+    ) -> ServeSettings:
+        """Settings for ``zmsg serve``; ``overrides`` are command-line values (None = not given)."""
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - _SERVE_KEYS
+        if unknown:
+            raise TypeError(f"unknown serve option(s): {', '.join(sorted(unknown))}")
+        return _resolve(ServeSettings, [
+            self._file_layer(self._serve, "serve"),
+            self._env_layer(f"{ENV_PREFIX}SERVE_", _SERVE_KEYS),
+            self._flag_layer(overrides, flags),
+        ])
+
+    def client(
+        self,
+        name: str | None = None,
+        *,
+        declared: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        flags: Mapping[str, str] | None = None,
+    ) -> ClientSettings:
+        """Settings for one client, strongest last: defaults, ``declared`` (code), ``[client]``,
+        ``[clients.NAME]``, ``ZMSG_CLIENT_*``, ``ZMSG_CLIENTS_NAME_*``, ``overrides`` (flags).
+        """
+        layers: list[_Layer] = []
+        if declared:
+            layers.append(_Layer({k: v for k, v in declared.items() if v is not None},
+                                 {k: f"{k} (declared for {name or 'the client'})" for k in declared}))
+        layers.append(self._file_layer(self._client, "client"))
+        canonical = normalise_client_name(name) if name is not None else None
+        if canonical is not None:
+            layers.append(self._file_layer(self._clients.get(canonical, {}), f"clients.{canonical}"))
+        layers.append(self._env_layer(f"{ENV_PREFIX}CLIENT_", _CLIENT_KEYS))
+        if canonical is not None:
+            layers.append(self._env_layer(f"{ENV_PREFIX}CLIENTS_{canonical}_", _NAMED_CLIENT_KEYS))
+        if overrides:
+            layers.append(self._flag_layer(overrides, flags))
+        return _resolve(ClientSettings, layers)
+
+    def client_names(self) -> list[str]:
+        """Names of the clients this configuration declares (file tables and environment)."""
+        names = set(self._clients)
+        prefix, suffix = f"{ENV_PREFIX}CLIENTS_", "_ENDPOINTS"
+        for var in self.environ:
+            if var.startswith(prefix) and var.endswith(suffix) and len(var) > len(prefix) + len(suffix):
+                names.add(var[len(prefix):-len(suffix)])
+        return sorted(names)
+
+    def declares(self, name: str) -> bool:
+        return normalise_client_name(name) in self.client_names()
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read ``path`` (else ``$ZMSG_CONFIG``, else ``./zmsg.toml`` when present) and the environment."""
+    env = dict(os.environ if environ is None else environ)
+    explicit = path if path is not None else (env.get(CONFIG_ENV) or None)
+    if explicit is not None:
+        file = Path(explicit)
+        if not file.is_file():
+            source = "--config" if path is not None else CONFIG_ENV
+            raise ConfigError(f"config file {str(file)!r} (from {source}) does not exist")
+    else:
+        file = Path.cwd() / CONFIG_FILE
+        if not file.is_file():
+            return Config(environ=env)
+    try:
+        with file.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    return Config(data, environ=env, path=file)

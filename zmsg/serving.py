@@ -1,0 +1,115 @@
+"""What ``zmsg serve`` does: find the Service, set up logging, run it until a signal drains it.
+
+Kept out of ``zmsg.cli`` so that other launchers (a process manager, a test, an embedding
+application) get the same import rules and the same drain behaviour as the command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from zmsg._loop import run, uvloop_available
+from zmsg.config import ServeSettings
+from zmsg.errors import ConfigError, ZmsgError
+from zmsg.service import Service
+
+__all__ = ["ServiceLoadError", "load_service", "configure_logging", "serve", "JsonFormatter"]
+
+
+class ServiceLoadError(ZmsgError, ImportError):
+    """``MODULE:ATTR`` could not be imported, or did not give a ``zmsg.Service``."""
+
+
+def load_service(target: str) -> Service:
+    """Import ``MODULE:ATTR`` (the current directory on the path, as uvicorn does) to a Service.
+
+    ``ATTR`` may be dotted (``app:services.users``) and may name a factory that returns one.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"expected MODULE:ATTR (for example users:service), got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ServiceLoadError(f"cannot import module {module_name!r}: not found") from None
+        raise ServiceLoadError(f"importing {module_name!r} failed: {exc}") from None
+    except Exception as exc:  # the module itself raised while importing: report, don't dump
+        raise ServiceLoadError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ServiceLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, Service) and callable(obj) and not isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ServiceLoadError(
+                f"calling the factory {target}() failed: {type(exc).__name__}: {exc}"
+            ) from None
+    if not isinstance(obj, Service):
+        what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+        raise ServiceLoadError(f"{target} is {what}, not a zmsg.Service (or a factory returning one)")
+    return obj
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers (``--log-format json``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send zmsg's (and the application's) logs to stderr as text or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | None = None) -> None:
+    """Load ``settings.app`` and serve it in the foreground until SIGINT/SIGTERM, then drain.
+
+    The first signal stops new work (new requests get a 503 error), waits up to
+    ``settings.grace`` seconds for in-flight handlers and flushes their replies; a second
+    signal exits at once.
+    """
+    if not settings.app:
+        raise ConfigError("nothing to serve: give MODULE:ATTR, ZMSG_SERVE_APP or app in [serve] of zmsg.toml")
+    if settings.loop == "uvloop" and not uvloop_available():
+        raise ConfigError("loop 'uvloop' was asked for but uvloop is not installed")
+    configure_logging(settings.log_level, settings.log_format)
+    service = load_service(settings.app)
+
+    def ready(endpoint: str) -> None:
+        if on_ready is not None:
+            on_ready(service, endpoint)
+
+    serving = service.serve(settings.bind, events_endpoint=settings.events_bind, on_ready=ready,
+                            grace=settings.grace)
+    run(serving, use_uvloop=settings.loop != "asyncio")

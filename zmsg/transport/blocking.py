@@ -1,0 +1,198 @@
+"""Blocking ZeroMQ sockets for callers without an event loop (``zmsg.SyncClientProxy``).
+
+Theory of operation: a synchronous caller waits on the socket itself, exactly as raw blocking
+pyzmq does, so a request costs one ``send`` and one ``recv`` and nothing else: no background
+thread, no loop, no queue. Timeouts are ZeroMQ's own (``RCVTIMEO``/``SNDTIMEO``), set only when
+they change. A ZeroMQ socket must not be used by two threads at once, so the owner gives each
+thread its own ``BlockingDealer`` and guards the one ``BlockingPublisher`` with a lock. Like the
+rest of the transport, this module moves frames and knows nothing of records or patterns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from zmsg.errors import ServiceUnavailable
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT, connect_dealer, connect_publisher
+
+__all__ = ["BlockingDealer", "BlockingPublisher", "ask_each"]
+
+_NO_TIMEOUT = -1
+
+
+def _ms(timeout: float) -> int:
+    """Seconds to ZeroMQ's whole milliseconds, never 0 (0 would mean "do not wait at all")."""
+    return min(max(1, int(timeout * 1000 + 0.999)), 0x7FFFFFFF)  # a C int in ZeroMQ
+
+
+class BlockingDealer:
+    """A DEALER owned by one thread: send a message, wait for the next one with a timeout."""
+
+    __slots__ = ("sock", "_rcvtimeo", "__weakref__")
+
+    def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT) -> None:
+        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat)
+        self._rcvtimeo = _NO_TIMEOUT
+
+    def send(self, frames: Sequence[Any]) -> None:
+        try:
+            if len(frames) == 1:
+                self.sock.send(frames[0])
+            else:
+                self.sock.send_multipart(frames, copy=False)
+        except zmq.ZMQError as exc:
+            raise ServiceUnavailable(f"cannot send: {exc.strerror}") from None
+
+    def exchange(self, frame: bytes, timeout_ms: int) -> bytes | None:
+        """Send a one-frame message, then wait up to ``timeout_ms`` for the next message's first
+        frame (None on timeout). One call for the round trip keeps a blocking request as cheap
+        as raw pyzmq's ``send`` + ``recv``.
+        """
+        sock = self.sock
+        if timeout_ms != self._rcvtimeo:
+            sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo = timeout_ms
+        try:
+            sock.send(frame)
+            reply: bytes = sock.recv()
+        except zmq.Again:
+            return None
+        except zmq.ZMQError as exc:
+            raise ServiceUnavailable(f"cannot exchange: {exc.strerror}") from None
+        return reply
+
+    def recv_first(self, timeout: float) -> bytes | None:
+        """The first frame of the next message, or None when none arrived within ``timeout`` s.
+
+        Most messages are one frame; asking ZeroMQ whether more follow costs as much as the
+        receive itself, so callers that find the frame incomplete ask with ``recv_rest``.
+        """
+        timeout_ms = _ms(timeout)
+        sock = self.sock
+        if timeout_ms != self._rcvtimeo:
+            sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo = timeout_ms
+        try:
+            frame: bytes = sock.recv()
+        except zmq.Again:
+            return None
+        except zmq.ZMQError as exc:
+            raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
+        return frame
+
+    def recv_rest(self) -> list[bytes]:
+        """The remaining frames of the message whose first frame ``recv_first`` returned."""
+        sock = self.sock
+        rest: list[bytes] = []
+        try:
+            while sock.getsockopt(zmq.RCVMORE):
+                rest.append(sock.recv())
+        except zmq.ZMQError as exc:
+            raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
+        return rest
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class BlockingPublisher:
+    """An XPUB that can wait for its subscribers and push back instead of dropping events."""
+
+    __slots__ = ("sock", "subscribers")
+
+    def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT) -> None:
+        self.sock: zmq.Socket[Any] = connect_publisher(endpoints, heartbeat=heartbeat)
+        self.subscribers = 0
+
+    def wait_subscribers(self, expected: int, timeout: float) -> bool:
+        """Count subscription messages until ``expected`` peers subscribed; False on timeout.
+
+        The XPUB is verbose, so every subscriber that connects announces itself once (first
+        byte 1; 0 is an unsubscription). Until then an event could fall into PUB/SUB's
+        slow-joiner gap, so the caller waits here before publishing anything.
+        """
+        sock = self.sock
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        remaining_ms = _ms(timeout)
+        deadline = time.monotonic() + timeout
+        while self.subscribers < expected:
+            if not poller.poll(remaining_ms):
+                return False
+            while True:
+                try:
+                    msg = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if msg[:1] == b"\x01":
+                    self.subscribers += 1
+                elif msg[:1] == b"\x00":
+                    self.subscribers -= 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and self.subscribers < expected:
+                return False
+            remaining_ms = _ms(remaining)
+        return True
+
+    def send(self, frames: Sequence[Any], timeout: float) -> bool:
+        """Hand one message to ZeroMQ; False when a full queue did not drain within ``timeout``."""
+        sock = self.sock
+        sock.setsockopt(zmq.SNDTIMEO, _ms(timeout))
+        try:
+            if len(frames) == 1:
+                sock.send(frames[0])
+            else:
+                sock.send_multipart(frames, copy=False)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            raise ServiceUnavailable(f"cannot publish: {exc.strerror}") from None
+        return True
+
+    def close(self, linger_ms: int) -> None:
+        # Linger lets ZeroMQ finish delivering what it accepted after we are gone.
+        self.sock.close(linger=linger_ms)
+
+
+def ask_each(
+    endpoints: list[str],
+    frames: Sequence[Any],
+    timeout: float,
+    *,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+) -> list[list[bytes] | None]:
+    """Send ``frames`` to every endpoint on its own short-lived DEALER, in parallel.
+
+    Returns each endpoint's first answer, or None where none came within ``timeout`` seconds.
+    A DEALER connected to several endpoints would round-robin, so a per-endpoint question (the
+    handshake) needs one socket per endpoint.
+    """
+    dealers: list[zmq.Socket[Any]] = []
+    answers: list[list[bytes] | None] = [None] * len(endpoints)
+    try:
+        dealers.extend(connect_dealer([endpoint], heartbeat=heartbeat) for endpoint in endpoints)
+        poller = zmq.Poller()
+        for sock in dealers:
+            sock.send_multipart(frames)
+            poller.register(sock, zmq.POLLIN)
+        deadline = time.monotonic() + timeout
+        waiting = len(dealers)
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for sock, _event in poller.poll(_ms(remaining)):
+                index = dealers.index(sock)
+                answers[index] = sock.recv_multipart(zmq.NOBLOCK)
+                poller.unregister(sock)
+                waiting -= 1
+    except zmq.ZMQError as exc:
+        raise ServiceUnavailable(f"handshake failed: {exc.strerror}") from None
+    finally:
+        for sock in dealers:
+            sock.close(linger=0)
+    return answers
