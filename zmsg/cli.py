@@ -13,6 +13,7 @@ from zmsg.config import CONFIG_ENV, CONFIG_FILE, Config, load_config
 from zmsg.errors import ConfigError, RpcException, ZmsgError
 from zmsg.service import Service
 from zmsg.serving import load_service, serve
+from zmsg.transport.security import write_keypair
 
 __all__ = ["main", "load_service", "build_parser", "ExitCode"]
 
@@ -37,6 +38,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _config(args).serve({
         "app": args.target, "bind": args.bind, "events_bind": args.events_bind, "log_level": args.log_level,
         "log_format": args.log_format, "grace": args.grace, "loop": args.loop,
+        "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
+        "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
     }, flags=flags)
 
     def ready(service: Service, endpoint: str) -> None:
@@ -49,7 +52,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _with_client(args: argparse.Namespace, work: Any) -> Any:
-    overrides = {"timeout": args.timeout, "connect_timeout": args.connect_timeout}
+    overrides = {"timeout": args.timeout, "connect_timeout": args.connect_timeout,
+                 "curve_secret_key": args.curve_secret_key, "curve_server_key": args.curve_server_key}
     client = commands.open_client(args.endpoint, _config(args), overrides)
     try:
         return work(client)
@@ -171,6 +175,14 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="how long a drain waits for in-flight handlers (default 10)")
     serve.add_argument("--loop", choices=["auto", "asyncio", "uvloop"],
                        help="event loop (default auto: uvloop when installed)")
+    serve.add_argument("--max-message-size", type=int, metavar="BYTES",
+                       help="largest frame accepted (default: the Service's, 64 MiB)")
+    serve.add_argument("--max-concurrency", type=int, metavar="N",
+                       help="async handlers running at once; more wait in order (default: the Service's)")
+    serve.add_argument("--curve-secret-key", metavar="FILE",
+                       help="turn CURVE on with this secret key file (see zmsg keygen)")
+    serve.add_argument("--curve-allow", metavar="KEY|FILE|DIR", action="append",
+                       help="a client public key allowed in (Z85, .key file, or directory of them); repeatable")
     serve.set_defaults(func=_cmd_serve)
 
 
@@ -190,6 +202,8 @@ def _add_client_command(sub: Any, common: argparse.ArgumentParser, name: str, he
                         help="reply timeout (default 10)")
     parser.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS",
                         help="how long to wait for the service to answer the handshake (default: --timeout)")
+    parser.add_argument("--curve-secret-key", metavar="FILE", help="this client's CURVE secret key file")
+    parser.add_argument("--curve-server-key", metavar="KEY|FILE", help="the service's CURVE public key")
     parser.set_defaults(func=func)
     return parser
 
@@ -210,6 +224,28 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                         _HEALTH_EPILOG, _cmd_health, pattern=False)
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    public, secret = write_keypair(args.dir, args.name)
+    print(f"public key (share it): {public}")
+    print(f"secret key (keep it private, mode 600): {secret}")
+    return ExitCode.OK
+
+
+def _add_keygen(sub: Any) -> None:
+    keygen = sub.add_parser(
+        "keygen", help="write a CURVE key pair",
+        description="Write NAME.key (public) and NAME.key_secret (secret, mode 600) into DIR.",
+        epilog="examples:\n"
+               "  zmsg keygen server --dir keys/            # the service's pair\n"
+               "  zmsg keygen web --dir keys/clients/       # a client's pair; allow it with\n"
+               "  zmsg serve app:service --curve-secret-key keys/server.key_secret --curve-allow keys/clients/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    keygen.add_argument("name", help="base name of the two files")
+    keygen.add_argument("--dir", default=".", help="where to write them (default: current directory)")
+    keygen.set_defaults(func=_cmd_keygen)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zmsg", description="Brokerless messaging over ZeroMQ.",
@@ -220,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     _add_serve(sub, common)
     _add_client_commands(sub, common)
+    _add_keygen(sub)
 
     from zmsg.bench.cli import add_parser as add_bench_parser  # its own package: imported lazily inside
 

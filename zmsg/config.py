@@ -30,6 +30,7 @@ import msgspec
 from zmsg.client import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 from zmsg.errors import ConfigError, EndpointError
 from zmsg.transport import validate_endpoint
+from zmsg.transport.security import CurveClient, CurveServer, SecurityError
 from zmsg.transport.sockets import DEFAULT_HEARTBEAT
 
 __all__ = [
@@ -63,6 +64,26 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     grace: PositiveFloat = 10.0
     """Seconds a drain waits for in-flight handlers before cancelling them."""
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    max_message_size: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    """Overrides the Service's own limit on one frame (bytes)."""
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Overrides the Service's cap on async handlers running at once."""
+    curve_secret_key: str | None = None
+    """Path of the service's CURVE secret key file (``zmsg keygen`` writes one); turns CURVE on."""
+    curve_allow: tuple[str, ...] = ()
+    """Allowed client public keys: Z85 keys, ``.key`` files or directories of them."""
+
+    def security(self) -> CurveServer | None:
+        if self.curve_secret_key is None:
+            if self.curve_allow:
+                raise ConfigError("curve_allow is set but curve_secret_key is not: CURVE needs the service's key")
+            return None
+        if not self.curve_allow:
+            raise ConfigError("curve_secret_key is set but curve_allow is empty: no client could connect")
+        try:
+            return CurveServer.create(self.curve_secret_key, self.curve_allow)
+        except SecurityError as exc:
+            raise ConfigError(f"CURVE settings: {exc}") from None
 
 
 class ClientSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -79,6 +100,20 @@ class ClientSettings(msgspec.Struct, kw_only=True, frozen=True):
     heartbeat: PositiveFloat | None = DEFAULT_HEARTBEAT
     """ZMTP heartbeat interval in seconds; ``off`` (or an empty variable) turns it off."""
     flush_at: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_FLUSH_AT
+    curve_secret_key: str | None = None
+    """Path of this client's CURVE secret key file; with curve_server_key, turns CURVE on."""
+    curve_server_key: str | None = None
+    """The service's public key: Z85 text or a ``.key`` file."""
+
+    def security(self) -> CurveClient | None:
+        if (self.curve_secret_key is None) != (self.curve_server_key is None):
+            raise ConfigError("CURVE needs both curve_secret_key and curve_server_key")
+        if self.curve_secret_key is None or self.curve_server_key is None:
+            return None
+        try:
+            return CurveClient.create(self.curve_secret_key, self.curve_server_key)
+        except SecurityError as exc:
+            raise ConfigError(f"CURVE settings: {exc}") from None
 
     def proxy_options(self) -> dict[str, Any]:
         """Keyword arguments for ``ClientProxy``."""
@@ -92,6 +127,7 @@ class ClientSettings(msgspec.Struct, kw_only=True, frozen=True):
             "max_message_size": self.max_message_size,
             "heartbeat": self.heartbeat,
             "flush_at": self.flush_at,
+            "security": self.security(),
         }
 
     def sync_proxy_options(self) -> dict[str, Any]:
@@ -103,13 +139,16 @@ class ClientSettings(msgspec.Struct, kw_only=True, frozen=True):
             "emit_timeout": self.emit_timeout,
             "max_message_size": self.max_message_size,
             "heartbeat": self.heartbeat,
+            "security": self.security(),
         }
 
 
 S = TypeVar("S", ServeSettings, ClientSettings)
 
 _ENDPOINT_FIELDS = frozenset({"bind", "events_bind", "endpoints"})
-_NULLABLE = frozenset({"app", "events_bind", "connect_timeout", "emit_timeout", "heartbeat"})
+_NULLABLE = frozenset({"app", "events_bind", "connect_timeout", "emit_timeout", "heartbeat", "max_message_size",
+                       "max_concurrency", "curve_secret_key", "curve_server_key"})
+_LIST_FIELDS = frozenset({"endpoints", "curve_allow"})
 _NONE_WORDS = frozenset({"", "off", "none"})
 _SERVE_KEYS = frozenset(ServeSettings.__struct_fields__)
 _CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__) - {"endpoints"}
@@ -141,7 +180,7 @@ def _resolve(cls: type[S], layers: list[_Layer]) -> S:
         for key, raw in layer.values.items():
             where = layer.describe[key]
             value = raw
-            if key == "endpoints":
+            if key in _LIST_FIELDS:
                 if isinstance(raw, str):
                     parts = raw.split(",") if layer.from_text else [raw]
                     value = [part.strip() for part in parts if part.strip()]

@@ -105,6 +105,14 @@ def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | No
         raise ConfigError("loop 'uvloop' was asked for but uvloop is not installed")
     configure_logging(settings.log_level, settings.log_format)
     service = load_service(settings.app)
+    # Deployment settings win over what the code constructed the Service with.
+    if settings.max_message_size is not None:
+        service.max_message_size = settings.max_message_size
+    if settings.max_concurrency is not None:
+        service.max_concurrency = settings.max_concurrency
+    security = settings.security()
+    if security is not None:
+        service.security = security
 
     def ready(endpoint: str) -> None:
         if on_ready is not None:

@@ -36,6 +36,7 @@ from zmsg.protocol import (
 )
 from zmsg.transport import events_connect_endpoint, validate_endpoint
 from zmsg.transport.blocking import BlockingDealer, BlockingPublisher, ask_each
+from zmsg.transport.security import CurveClient
 from zmsg.transport.sockets import DEFAULT_HEARTBEAT
 
 __all__ = ["SyncClientProxy"]
@@ -73,6 +74,7 @@ class SyncClientProxy:
         emit_timeout: float | None = None,
         max_message_size: int = 64 * 1024 * 1024,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
+        security: CurveClient | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [endpoints]
@@ -87,6 +89,7 @@ class SyncClientProxy:
         self.connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
         self.emit_timeout = float(emit_timeout if emit_timeout is not None else timeout)
         self.heartbeat = heartbeat
+        self.security = security
         self.max_message_size = max_message_size
         self.service_name: str | None = None
         self.timeouts = 0
@@ -186,7 +189,8 @@ class SyncClientProxy:
             raise ServiceUnavailable("this SyncClientProxy is closed")
         batch = BatchBuilder()
         batch.add(KIND_REQUEST, 0, 1, int(self.connect_timeout * 1000) + 1, _HELLO, codec.encode(None))
-        answers = ask_each(self.endpoints, batch.take(), self.connect_timeout, heartbeat=self.heartbeat)
+        answers = ask_each(self.endpoints, batch.take(), self.connect_timeout, heartbeat=self.heartbeat,
+                           security=self.security)
         hellos: list[dict[str, Any]] = []
         for endpoint, frames in zip(self.endpoints, answers, strict=True):
             if frames is None:
@@ -212,7 +216,7 @@ class SyncClientProxy:
             pairs = zip(self.endpoints, hellos, strict=True)
             event_endpoints = sorted({events_connect_endpoint(ep, info["events"]) for ep, info in pairs})
             if self._publisher is None:
-                self._publisher = BlockingPublisher(event_endpoints, heartbeat=self.heartbeat)
+                self._publisher = BlockingPublisher(event_endpoints, heartbeat=self.heartbeat, security=self.security)
             if not self._publisher.wait_subscribers(len(event_endpoints), self.connect_timeout):
                 missing = len(event_endpoints) - self._publisher.subscribers
                 raise ServiceUnavailable(
@@ -260,7 +264,7 @@ class SyncClientProxy:
         with self._lock:
             if self._closed:
                 raise ServiceUnavailable("this SyncClientProxy is closed")
-            dealer = BlockingDealer(self.endpoints, heartbeat=self.heartbeat)
+            dealer = BlockingDealer(self.endpoints, heartbeat=self.heartbeat, security=self.security)
             state = _ThreadState(dealer)
             self._finalizers = [f for f in self._finalizers if f.alive]
             self._finalizers.append(weakref.finalize(state, dealer.close))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,32 @@ def test_bad_keys_are_reported_clearly(tmp_path: Path) -> None:
         CurveServer.create(_secret, ["not-a-key"])
     with pytest.raises(SecurityError, match="not valid Z85"):
         CurveServer.create(_secret, ["~" * 40])
+
+
+def _zmsg(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zmsg", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def test_cli_keygen_serve_and_call_with_curve(serve_process, tmp_path: Path) -> None:
+    assert _zmsg("keygen", "server", "--dir", str(tmp_path)).returncode == 0
+    made = _zmsg("keygen", "web", "--dir", str(tmp_path / "clients"))
+    assert made.returncode == 0 and "public key" in made.stdout
+    assert (tmp_path / "clients" / "web.key_secret").stat().st_mode & 0o077 == 0  # private
+    served = serve_process("mathsvc:service", "--curve-secret-key", str(tmp_path / "server.key_secret"),
+                           "--curve-allow", str(tmp_path / "clients"))
+    ok = _zmsg("call", served.endpoint, '{"cmd":"sum"}', "[1, 2, 3]",
+               "--curve-secret-key", str(tmp_path / "clients" / "web.key_secret"),
+               "--curve-server-key", str(tmp_path / "server.key"))
+    assert (ok.returncode, ok.stdout.strip()) == (0, "6"), ok.stderr
+    plain = _zmsg("call", served.endpoint, '{"cmd":"sum"}', "[1]", "--timeout", "1")
+    assert plain.returncode == 5 and "no zmsg service answered" in plain.stderr
+    half = _zmsg("call", served.endpoint, "x", "--curve-secret-key", str(tmp_path / "clients" / "web.key_secret"))
+    assert half.returncode != 0 and "curve_server_key" in half.stderr
+
+
+def test_serve_refuses_half_a_curve_configuration(tmp_path: Path) -> None:
+    write_keypair(tmp_path, "server")
+    result = _zmsg("serve", "mathsvc:service", "--curve-secret-key", str(tmp_path / "server.key_secret"),
+                   cwd=Path(__file__).parent.parent / "services")
+    assert result.returncode != 0 and "curve_allow is empty" in result.stderr

@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 
 from zmsg.errors import ServiceUnavailable
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, connect_dealer, connect_publisher
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT, Security, connect_dealer, connect_publisher
 
 __all__ = ["BlockingDealer", "BlockingPublisher", "ask_each"]
 
@@ -34,8 +34,9 @@ class BlockingDealer:
 
     __slots__ = ("sock", "_rcvtimeo", "__weakref__")
 
-    def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT) -> None:
-        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat)
+    def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                 security: Security | None = None) -> None:
+        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat, security=security)
         self._rcvtimeo = _NO_TIMEOUT
 
     def send(self, frames: Sequence[Any]) -> None:
@@ -104,8 +105,9 @@ class BlockingPublisher:
 
     __slots__ = ("sock", "subscribers")
 
-    def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT) -> None:
-        self.sock: zmq.Socket[Any] = connect_publisher(endpoints, heartbeat=heartbeat)
+    def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                 security: Security | None = None) -> None:
+        self.sock: zmq.Socket[Any] = connect_publisher(endpoints, heartbeat=heartbeat, security=security)
         self.subscribers = 0
 
     def wait_subscribers(self, expected: int, timeout: float) -> bool:
@@ -164,6 +166,7 @@ def ask_each(
     timeout: float,
     *,
     heartbeat: float | None = DEFAULT_HEARTBEAT,
+    security: Security | None = None,
 ) -> list[list[bytes] | None]:
     """Send ``frames`` to every endpoint on its own short-lived DEALER, in parallel.
 
@@ -174,7 +177,7 @@ def ask_each(
     dealers: list[zmq.Socket[Any]] = []
     answers: list[list[bytes] | None] = [None] * len(endpoints)
     try:
-        dealers.extend(connect_dealer([endpoint], heartbeat=heartbeat) for endpoint in endpoints)
+        dealers.extend(connect_dealer([endpoint], heartbeat=heartbeat, security=security) for endpoint in endpoints)
         poller = zmq.Poller()
         for sock in dealers:
             sock.send_multipart(frames)
