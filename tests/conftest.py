@@ -36,9 +36,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Every async (anyio) test also gets the loop-error check below.
     for item in items:
         if (item.get_closest_marker("anyio") and isinstance(item, pytest.Function)
-                and inspect.iscoroutinefunction(item.obj)):
-            if "_fail_on_loop_errors" not in item.fixturenames:
-                item.fixturenames.append("_fail_on_loop_errors")
+                and inspect.iscoroutinefunction(item.obj) and "_fail_on_loop_errors" not in item.fixturenames):
+            item.fixturenames.append("_fail_on_loop_errors")
 
 
 @pytest.fixture

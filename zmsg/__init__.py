@@ -60,34 +60,97 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-if TYPE_CHECKING:
-    from zmsg.client import DEFAULT_TIMEOUT, ClientProxy, PendingRequest
-    from zmsg.config import ClientSettings, ServeSettings, load_config
+if TYPE_CHECKING:  # explicit "X as X" re-exports, so type checkers see the public API
+    from zmsg.client import (
+        DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
+    )
+    from zmsg.client import (
+        ClientProxy as ClientProxy,
+    )
+    from zmsg.client import (
+        PendingRequest as PendingRequest,
+    )
+    from zmsg.config import (
+        ClientSettings as ClientSettings,
+    )
+    from zmsg.config import (
+        ServeSettings as ServeSettings,
+    )
+    from zmsg.config import (
+        load_config as load_config,
+    )
     from zmsg.errors import (
-        AuthenticationFailed,
-        ConfigError,
-        EndpointError,
-        MessageTooLarge,
-        ProtocolError,
-        RequestTimeout,
-        RpcException,
-        ServiceUnavailable,
-        ZmsgError,
+        AuthenticationFailed as AuthenticationFailed,
     )
-    from zmsg.registry import ClientRegistry, clients
-    from zmsg.service import Context, Service, event_pattern, message_pattern
-    from zmsg.sync_client import SyncClientProxy
+    from zmsg.errors import (
+        ConfigError as ConfigError,
+    )
+    from zmsg.errors import (
+        EndpointError as EndpointError,
+    )
+    from zmsg.errors import (
+        MessageTooLarge as MessageTooLarge,
+    )
+    from zmsg.errors import (
+        ProtocolError as ProtocolError,
+    )
+    from zmsg.errors import (
+        RequestTimeout as RequestTimeout,
+    )
+    from zmsg.errors import (
+        RpcException as RpcException,
+    )
+    from zmsg.errors import (
+        ServiceUnavailable as ServiceUnavailable,
+    )
+    from zmsg.errors import (
+        ZmsgError as ZmsgError,
+    )
+    from zmsg.registry import (
+        ClientRegistry as ClientRegistry,
+    )
+    from zmsg.registry import (
+        clients as clients,
+    )
+    from zmsg.service import (
+        Context as Context,
+    )
+    from zmsg.service import (
+        Service as Service,
+    )
+    from zmsg.service import (
+        event_pattern as event_pattern,
+    )
+    from zmsg.service import (
+        message_pattern as message_pattern,
+    )
+    from zmsg.sync_client import (
+        SyncClientProxy as SyncClientProxy,
+    )
     from zmsg.transport.security import (
-        CurveClient,
-        CurveServer,
-        KeyPair,
-        SecurityError,
-        generate_keypair,
-        load_keypair,
-        load_public_key,
-        write_keypair,
+        CurveClient as CurveClient,
     )
-
+    from zmsg.transport.security import (
+        CurveServer as CurveServer,
+    )
+    from zmsg.transport.security import (
+        KeyPair as KeyPair,
+    )
+    from zmsg.transport.security import (
+        SecurityError as SecurityError,
+    )
+    from zmsg.transport.security import (
+        generate_keypair as generate_keypair,
+    )
+    from zmsg.transport.security import (
+        load_keypair as load_keypair,
+    )
+    from zmsg.transport.security import (
+        load_public_key as load_public_key,
+    )
+    from zmsg.transport.security import (
+        write_keypair as write_keypair,
+    )
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

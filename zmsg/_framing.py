@@ -18,7 +18,7 @@ else:
 
         IMPLEMENTATION = "cython"
     except ImportError:  # pragma: no cover - only where the extension was not built
-        from zmsg import _fastframe_py as _impl  # type: ignore[no-redef]
+        from zmsg import _fastframe_py as _impl
 
         IMPLEMENTATION = "python"
 

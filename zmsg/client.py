@@ -22,6 +22,7 @@ sequence number so services can detect and count what they missed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import deque
@@ -51,8 +52,8 @@ from zmsg.protocol import (
 )
 from zmsg.transport import Channel, connect_dealer, connect_publisher, events_connect_endpoint, validate_endpoint
 from zmsg.transport.monitor import AUTH_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.transport.security import CurveClient
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
 
 __all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "ClientStats"]
 
@@ -335,7 +336,7 @@ class ClientProxy:
         for peer in self._peers:
             sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security)
             peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}")
-            peer.monitor = SocketMonitor(sock, lambda event, _ep, p=peer: self._on_peer_event(p, event),
+            peer.monitor = SocketMonitor(sock, functools.partial(self._on_peer_event, peer),
                                          name=f"client/{peer.endpoint}")
         self._opened = True
 
@@ -491,7 +492,7 @@ class ClientProxy:
 
     # -- connection events -----------------------------------------------------------------
 
-    def _on_peer_event(self, peer: _Peer, event: int) -> None:
+    def _on_peer_event(self, peer: _Peer, event: int, _endpoint: str = "") -> None:
         if event == CONNECTED:
             peer.up = True
             peer.failure = None
@@ -539,7 +540,7 @@ class ClientProxy:
     async def _learn_event_endpoints(self, peers: list[_Peer], timeout: float, consequence: str) -> None:
         infos = await asyncio.gather(*(self._hello(p, timeout, consequence) for p in peers))
         wanted: set[str] = set()
-        for peer, info in zip(peers, infos):
+        for peer, info in zip(peers, infos, strict=True):
             self.service_name = info.get("service", self.service_name)
             limit = info.get("max_message_size")
             if isinstance(limit, int) and 0 < limit < self.max_message_size:

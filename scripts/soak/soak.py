@@ -128,7 +128,7 @@ def main() -> int:
                 service.stop({"kill": signal.SIGKILL, "term": signal.SIGTERM, "freeze": signal.SIGSTOP}[action])
             print(f"  {time.monotonic() - started:6.1f} s  {action}", flush=True)
         time.sleep(3)  # no more faults: let reconnections settle before the final bursts
-        for proc, result in clients:
+        for proc, _result in clients:
             proc.send_signal(signal.SIGTERM)
         for proc, result in clients:
             proc.wait(60)

@@ -50,8 +50,8 @@ from zmsg.protocol import (
     parse_frames,
 )
 from zmsg.service.context import Context
-from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
+from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
 from zmsg.transport.sockets import DEFAULT_HEARTBEAT
@@ -295,9 +295,9 @@ class Service:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         signals = (signal.SIGINT, signal.SIGTERM)
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
 
-        def on_signal(signum: int) -> None:
+        def on_signal(signum: signal.Signals) -> None:
             if stop.is_set():
                 log.warning("second signal: exiting at once")
                 sys.stdout.flush()

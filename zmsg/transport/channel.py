@@ -34,6 +34,10 @@ _EVENTS = zmq.EVENTS
 _SNDMORE = zmq.SNDMORE
 
 
+def _events(sock: zmq.Socket[Any]) -> int:
+    return sock.getsockopt(_EVENTS)  # type: ignore[return-value]  # ZMQ_EVENTS is an int option
+
+
 class ChannelClosed(ServiceUnavailable):
     """The channel was closed; nothing more can be sent on it."""
 
@@ -66,7 +70,7 @@ class Channel:
     ) -> None:
         self._loop = loop or asyncio.get_running_loop()
         self.sock = sock
-        self._fd = sock.getsockopt(zmq.FD)
+        self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # always an int for FD
         self._on_message = on_message
         self._outq: deque[list[Any]] = deque()
         self._writable_waiters: list[asyncio.Future[None]] = []
@@ -118,7 +122,7 @@ class Channel:
                 self._schedule_drain()
             if self.on_idle is not None:
                 self.on_idle()
-            if self._outq and sock.getsockopt(_EVENTS) & _POLLOUT:
+            if self._outq and _events(sock) & _POLLOUT:
                 self._flush_queue()
         except zmq.ZMQError as exc:
             if self._closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
@@ -137,7 +141,7 @@ class Channel:
         if not self._try_send(frames):
             self._outq.append(frames)
         # Sending may have consumed the FD's edge: look for input that would otherwise sleep.
-        if not self._drain_scheduled and self.sock.getsockopt(_EVENTS) & _POLLIN:
+        if not self._drain_scheduled and _events(self.sock) & _POLLIN:
             self._schedule_drain()
 
     def _try_send(self, frames: list[Any]) -> bool:

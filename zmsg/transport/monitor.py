@@ -9,6 +9,7 @@ closing) or refused its CURVE credentials.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -44,17 +45,14 @@ class SocketMonitor:
 
     def _on_message(self, frames: list[bytes]) -> None:
         message = parse_monitor_message(frames)
-        endpoint = message["endpoint"]
-        if isinstance(endpoint, bytes):
-            endpoint = endpoint.decode("utf-8", "replace")
+        raw: Any = message["endpoint"]
+        endpoint = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         self._on_event(int(message["event"]), endpoint)
 
     def close(self) -> None:
         """Stop monitoring; call before closing the monitored socket."""
         if self._channel.closed:
             return
-        try:
+        with contextlib.suppress(zmq.ZMQError):
             self._sock.disable_monitor()
-        except zmq.ZMQError:
-            pass
         self._channel.close(linger_ms=0)

@@ -140,7 +140,7 @@ def _connect_all(sock: zmq.Socket[Any], endpoints: list[str]) -> None:
 
 def connect_dealer(endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
                    security: Security | None = None) -> zmq.Socket[Any]:
-    sock = context().socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = context().socket(zmq.DEALER)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock)
@@ -153,7 +153,7 @@ def connect_dealer(endpoints: list[str], *, heartbeat: float | None = DEFAULT_HE
 
 def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat: float | None = DEFAULT_HEARTBEAT,
                       security: Security | None = None) -> zmq.Socket[Any]:
-    sock = context().socket(zmq.XPUB)
+    sock: zmq.Socket[Any] = context().socket(zmq.XPUB)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock)
