@@ -78,3 +78,17 @@ async def test_handlers_cannot_be_added_to_a_running_service() -> None:
             service.message_pattern("late")(lambda: None)
     finally:
         await service.stop()
+
+
+async def test_both_framing_twins_serve_the_same_protocol(serve_process) -> None:
+    """A service on the pure-Python twin and one on the compiled module talk to the same client."""
+    pure = serve_process("mathsvc:service", env={"ZMSG_NO_EXTENSIONS": "1"})
+    compiled = serve_process("mathsvc:service")
+    for served, implementation in ((pure, "python"), (compiled, "cython")):
+        async with zmsg.ClientProxy(served.endpoint) as client:
+            assert (await client.send("$zmsg.info"))["framing"] == implementation
+            assert await client.send({"cmd": "sum"}, list(range(100))) == 4950
+            big = b"z" * 100_000  # an external-body frame
+            assert await client.send("echo", big) == big
+            await client.emit("user_created", {"user_id": "u", "email": "e"})
+            assert await client.send("events_seen", "user_created") in (0, 1)

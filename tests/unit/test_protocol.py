@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
+
+from zmsg import _fastframe, _fastframe_py, _framing, protocol
 
 from zmsg.protocol import (
     FLAG_EXTERNAL_BODY,
@@ -13,8 +17,17 @@ from zmsg.protocol import (
     KIND_REQUEST,
     BatchBuilder,
     InFlight,
-    parse_frames,
 )
+
+
+@pytest.fixture(autouse=True, params=[_fastframe, _fastframe_py], ids=["cython", "python"])
+def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """Every protocol test runs on both framing twins."""
+    module: ModuleType = request.param
+    for name in ("append_record", "append_external", "parse_frames"):
+        monkeypatch.setattr(_framing, name, getattr(module, name))
+    monkeypatch.setattr(protocol, "parse_frames", module.parse_frames)
+    yield module
 
 
 def test_batch_builder_packs_many_records_into_one_message() -> None:
@@ -24,7 +37,7 @@ def test_batch_builder_packs_many_records_into_one_message() -> None:
     assert len(batch) == 32
     frames = batch.take()
     assert len(frames) == 1
-    records = parse_frames(frames)
+    records = protocol.parse_frames(frames)
     assert [r[2] for r in records] == list(range(1, 33))
     assert len(batch) == 0 and batch.take() == [b""]
 
@@ -36,7 +49,7 @@ def test_large_bodies_travel_as_their_own_frames() -> None:
     batch.add(KIND_REPLY, 0, 2, 0, b"", b"small")
     frames = batch.take()
     assert len(frames) == 2 and frames[1] is big  # not copied into the batch
-    records = parse_frames(frames)
+    records = protocol.parse_frames(frames)
     assert records[0][1] & FLAG_EXTERNAL_BODY and records[0][5] == big
     assert records[1][5] == b"small"
 

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from zmsg import __version__ as _zmsg_version
 from zmsg import codec
+from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.protocol import (
@@ -269,6 +270,8 @@ class Service:
             return
         self._draining = True
         if self._subscriber is not None:
+            # Events already received by ZeroMQ are handled, not thrown away with the socket.
+            self._subscriber.drain()
             self._subscriber.close(linger_ms=0)
             self._subscriber = None
         if self._tasks:
@@ -609,6 +612,7 @@ class Service:
             "version": self.version,
             "zmsg": _zmsg_version,
             "protocol": VERSION,
+            "framing": FRAMING_IMPLEMENTATION,
             "status": "draining" if self._draining else "serving",
             "endpoint": self._endpoint,
             "events": self._events_endpoint,

@@ -129,6 +129,13 @@ class Channel:
                 return
             log.error("%s: socket error: %s", self.name, exc)
 
+    def drain(self) -> None:
+        """Handle every message already waiting on the socket now (used before closing it)."""
+        for _ in range(1000):  # bounded: a peer still sending must not keep us here forever
+            self._on_ready()
+            if self._closed or not (_events(self.sock) & _POLLIN):
+                return
+
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, frames: list[Any]) -> None:
