@@ -10,7 +10,6 @@ from types import ModuleType
 import pytest
 
 from zmsg import _fastframe, _fastframe_py, _framing, protocol
-
 from zmsg.protocol import (
     FLAG_EXTERNAL_BODY,
     KIND_REPLY,
