@@ -40,6 +40,7 @@ from zmsg.errors import (
     ServiceUnavailable,
 )
 from zmsg.protocol import (
+    FLUSH_EXTERNAL_BYTES,
     HELLO_PATTERN,
     KIND_CANCEL,
     KIND_ERROR,
@@ -375,7 +376,7 @@ class ClientProxy:
         ttl_ms = int(timeout * 1000) + 1
         batch = peer.batch
         batch.add(KIND_REQUEST, 0, cid, ttl_ms if ttl_ms < _MAX_TTL_MS else 0, route, body)
-        if batch.count >= self.flush_at:
+        if batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES:
             self._flush_peer(peer)
         else:
             if batch.count == 1:

@@ -32,6 +32,7 @@ __all__ = [
     "HEALTH_PATTERN",
     "INFO_PATTERN",
     "EXTERNAL_BODY_THRESHOLD",
+    "FLUSH_EXTERNAL_BYTES",
     "VERSION",
     "HEADER_SIZE",
     "FLAG_EXTERNAL_BODY",
@@ -72,6 +73,10 @@ INFO_PATTERN = RESERVED_PREFIX + "info"
 
 # Bodies at least this large travel as their own frame instead of being copied into the batch.
 EXTERNAL_BODY_THRESHOLD = 16 * 1024
+# A batch carrying this many bytes of such bodies is sent at once instead of waiting for more
+# records: large payloads gain from pipelining, not from batching (W4 and the sweep measured
+# about 2x the MB/s for 64 KiB and 1 MiB bodies, see benches/RESULTS.md).
+FLUSH_EXTERNAL_BYTES = 64 * 1024
 
 
 @dataclass
@@ -82,11 +87,13 @@ class BatchBuilder:
     buf: bytearray = field(default_factory=bytearray)
     externals: list[Any] = field(default_factory=list)
     count: int = 0
+    external_bytes: int = 0  # total size of ``externals``: compare with FLUSH_EXTERNAL_BYTES
 
     def add(self, kind: int, flags: int, correlation_id: int, ttl_ms: int, pattern: bytes, body: Any) -> None:
         if len(body) >= self.external_threshold:
             _framing.append_external(self.buf, kind, flags, correlation_id, ttl_ms, pattern, len(body))
             self.externals.append(body)
+            self.external_bytes += len(body)
         else:
             _framing.append_record(self.buf, kind, flags, correlation_id, ttl_ms, pattern, body)
         self.count += 1
@@ -97,6 +104,7 @@ class BatchBuilder:
         if self.externals:
             frames.extend(self.externals)
             self.externals = []
+            self.external_bytes = 0
         self.buf = bytearray()
         self.count = 0
         return frames

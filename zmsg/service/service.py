@@ -36,6 +36,7 @@ from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.protocol import (
+    FLUSH_EXTERNAL_BYTES,
     HEALTH_PATTERN,
     HELLO_PATTERN,
     INFO_PATTERN,
@@ -466,7 +467,12 @@ class Service:
             self._reply_error(identity, cid, INTERNAL_ERROR)
             return
         self.stats.replies += 1
-        self._batch_for(identity).add(KIND_REPLY, 0, cid, 0, b"", body)
+        batch = self._batch_for(identity)
+        batch.add(KIND_REPLY, 0, cid, 0, b"", body)
+        if batch.external_bytes >= FLUSH_EXTERNAL_BYTES and self._router is not None:
+            # Large replies go at once rather than wait for the drain: pipelining beats batching.
+            del self._pending[identity]
+            self._send_replies(self._router, identity, batch)
 
     def _reply_error(self, identity: bytes, cid: int, error: Any) -> None:
         self.stats.errors_sent += 1
@@ -489,11 +495,14 @@ class Service:
             return
         pending, self._pending = self._pending, {}
         router = self._router
-        before = router.unroutable
         for identity, batch in pending.items():
-            frames = batch.take()
-            frames.insert(0, identity)
-            router.send(frames)
+            self._send_replies(router, identity, batch)
+
+    def _send_replies(self, router: Channel, identity: bytes, batch: BatchBuilder) -> None:
+        before = router.unroutable
+        frames = batch.take()
+        frames.insert(0, identity)
+        router.send(frames)
         self.stats.unroutable_replies += router.unroutable - before
 
     # -- events ----------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""``zmsg bench`` runs end to end and reports what it promises (no timing thresholds here)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _bench(*args: str, timeout: float = 100) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "zmsg", "bench", "--json", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_bench_reports_every_workload_with_a_ratio_against_raw() -> None:
+    report = _bench("--count", "300", "--client", "async")
+    workloads = report["workloads"]
+    assert set(workloads) == {"W1", "W2", "W3", "W4"}
+    for key, entry in workloads.items():
+        assert entry["workload"] == key
+        for impl in ("zmsg", "raw"):
+            assert "error" not in entry[impl], entry[impl]
+            assert _positive(entry[impl]["rate"]) and _positive(entry[impl]["elapsed_s"])
+        assert _positive(entry["ratio"]), entry
+        assert all(_positive(r) for r in entry["ratios"].values()), entry["ratios"]
+        assert isinstance(entry["met"], bool)
+    assert _positive(workloads["W1"]["zmsg"]["p50_us"]) and _positive(workloads["W1"]["zmsg"]["p99_us"])
+    assert _positive(workloads["W4"]["zmsg"]["mb_per_s"]) and workloads["W4"]["zmsg"]["payload_size"] == 65536
+    for impl in ("zmsg", "raw"):
+        w3 = workloads["W3"][impl]
+        assert w3["lost"] == 0 and w3["emitted"] == w3["count"] == 300
+    assert report["machine"]["nproc"] >= 1 and report["machine"]["cpu"]
+
+
+def test_bench_options_select_workload_window_and_payload() -> None:
+    report = _bench("--workload", "W4", "--count", "50", "--in-flight", "4", "--payload-size", "1K",
+                    "--client", "async")
+    assert list(report["workloads"]) == ["W4"]
+    result = report["workloads"]["W4"]["zmsg"]
+    assert result["in_flight"] == 4 and result["payload_size"] == 1024 and result["count"] == 50
+
+
+def test_bench_blocking_client_w1() -> None:
+    from zmsg.bench.zclient import sync_client_class
+
+    if sync_client_class() is None:
+        pytest.skip("this zmsg has no SyncClientProxy")
+    report = _bench("--workload", "W1", "--count", "200", "--client", "sync")
+    entry = report["workloads"]["W1-sync"]
+    assert entry["client"] == "SyncClientProxy"
+    assert "error" not in entry["zmsg"], entry["zmsg"]
+    assert _positive(entry["ratio"])
+
+
+def test_bench_rejects_an_unknown_workload() -> None:
+    proc = subprocess.run([sys.executable, "-m", "zmsg", "bench", "--workload", "W9"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "unknown workload" in proc.stderr
