@@ -26,7 +26,7 @@ import functools
 import logging
 import random
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
 
 from zmsg import codec
@@ -68,6 +68,18 @@ DEFAULT_MAX_IN_FLIGHT = 100_000
 _HELLO = HELLO_PATTERN.encode()
 _MAX_TTL_MS = 0xFFFFFFFF
 _RETRYABLE = (RequestTimeout, ServiceUnavailable)
+
+
+class _Accepted:
+    """What ``emit`` returns when the event is already queued: awaiting it finishes at once."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_ACCEPTED = _Accepted()
 
 
 class ClientStats:
@@ -235,18 +247,45 @@ class ClientProxy:
         attempts = (self.retries if retries is None else retries) if idempotent else 0
         return PendingRequest(self, pattern, data, timeout, attempts)
 
-    async def emit(self, pattern: Pattern, data: Any = None) -> None:
-        """Publish an event to every connected service; returns once the transport accepted it.
+    def emit(self, pattern: Pattern, data: Any = None) -> Awaitable[None]:
+        """Publish an event to every connected service; await it: it completes once the transport
+        has accepted the event.
 
         It never waits for handlers. It waits only when the transport pushes back (a slow
         subscriber filled its queue) or a service is momentarily unsubscribed (restarting), and
-        raises ``ServiceUnavailable`` after ``emit_timeout`` rather than drop the event.
+        raises ``ServiceUnavailable`` after ``emit_timeout`` rather than drop the event. Like
+        NestJS's ``emit``, it is hot: when the proxy is connected and nothing pushes back, the event
+        is queued during the call, and awaiting costs nothing more (no coroutine per event).
         """
         route = encode_pattern(pattern)
         body = codec.encode(data)
-        self._check_size(route, body)
+        if len(body) + len(route) > self.max_message_size:
+            self._check_size(route, body)
         if not self._events_ready or self.stats.subscribers < len(self._subscribed):
-            await self._ensure_subscribers(self.emit_timeout, "the event was not sent")
+            return self._emit_when_subscribed(route, body)
+        # The hot path, inlined (_queue_event does the same for the slow path).
+        self._event_seq += 1
+        self.stats.events_emitted += 1
+        events = self._events
+        events.add(KIND_EVENT, 0, self._event_seq, self._emitter_id, route, body)
+        if events.count >= self.flush_at:
+            self._flush_events()
+        elif not self._events_scheduled:
+            self._events_scheduled = True
+            self._loop.call_soon(self._flush_events)  # type: ignore[union-attr]
+        publisher = self._publisher
+        if publisher is not None and publisher.queued:
+            return self._wait_event_accepted(publisher)
+        return _ACCEPTED
+
+    async def _emit_when_subscribed(self, route: bytes, body: bytes) -> None:
+        await self._ensure_subscribers(self.emit_timeout, "the event was not sent")
+        self._queue_event(route, body)
+        publisher = self._publisher
+        if publisher is not None and publisher.queued:
+            await self._wait_event_accepted(publisher)
+
+    def _queue_event(self, route: bytes, body: bytes) -> None:
         self._event_seq += 1
         self.stats.events_emitted += 1
         events = self._events
@@ -257,16 +296,16 @@ class ClientProxy:
             self._events_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._flush_events)
-        publisher = self._publisher
-        if publisher is not None and publisher.queued:
-            self.stats.emit_waits += 1
-            try:
-                await asyncio.wait_for(publisher.wait_writable(), self.emit_timeout)
-            except TimeoutError:
-                raise ServiceUnavailable(
-                    f"event subscribers did not drain their queue within {self.emit_timeout:g} s "
-                    f"({publisher.queued} message(s) still waiting)"
-                ) from None
+
+    async def _wait_event_accepted(self, publisher: Channel) -> None:
+        self.stats.emit_waits += 1
+        try:
+            await asyncio.wait_for(publisher.wait_writable(), self.emit_timeout)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"event subscribers did not drain their queue within {self.emit_timeout:g} s "
+                f"({publisher.queued} message(s) still waiting)"
+            ) from None
 
     async def connect(self) -> None:
         """Open the sockets, learn the services' event endpoints and wait for their subscriptions.

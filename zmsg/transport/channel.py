@@ -27,11 +27,11 @@ __all__ = ["Channel", "ChannelClosed", "MAX_MESSAGES_PER_WAKEUP"]
 log = logging.getLogger("zmsg.transport")
 
 MAX_MESSAGES_PER_WAKEUP = 4096
-_POLLIN = zmq.POLLIN
-_POLLOUT = zmq.POLLOUT
-_NOBLOCK = zmq.NOBLOCK
-_EVENTS = zmq.EVENTS
-_SNDMORE = zmq.SNDMORE
+# Plain ints: pyzmq's constants are enum flags, and ``&`` on them costs ~0.6 us each time.
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
 
 
 def _events(sock: zmq.Socket[Any]) -> int:
@@ -102,7 +102,12 @@ class Channel:
                 self._flush_queue()
             on_message = self._on_message
             recv = sock.recv_multipart
+            getsockopt = sock.getsockopt
             for _ in range(MAX_MESSAGES_PER_WAKEUP):
+                # Asking ZMQ_EVENTS first is cheaper than ending every drain with a zmq.Again
+                # exception, and reading it re-arms the edge-triggered FD just the same.
+                if not getsockopt(_EVENTS) & _POLLIN:
+                    break
                 try:
                     frames = recv(_NOBLOCK)
                 except zmq.Again:
