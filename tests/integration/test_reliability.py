@@ -7,6 +7,8 @@ import asyncio
 import os
 import signal
 import socket
+import struct
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +218,48 @@ async def test_emit_during_an_outage_raises_instead_of_dropping(serve_process) -
         assert await _eventually(emit_ok, bool)
         async with zmsg.ClientProxy(second.endpoint) as probe:
             assert await _eventually(lambda: probe.send("events_seen", "user_created"), lambda n: n >= 1) >= 1
+
+
+SOAK_DIR = Path(__file__).parents[2] / "scripts" / "soak"
+
+
+async def test_a_subscriber_killed_and_restarted_mid_stream_reports_the_gap(serve_process, tmp_path: Path) -> None:
+    """kill -9 of a subscriber mid-stream: the events it lost are counted, exactly, by its successor.
+
+    The service (scripts/soak/soak_service.py) persists the last sequence it handled per emitter,
+    as a consumer commits offsets, and seeds Service.restore_event_sequences with it on start.
+    """
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    env = {"SOAK_STATE": str(tmp_path / "state")}
+    first = serve_process("soak_service:service", "--bind", endpoint, cwd=SOAK_DIR, env=env)
+    emitted = 0
+    async with zmsg.ClientProxy(endpoint, emit_timeout=30, heartbeat=0.2) as client:
+
+        async def emit_for(seconds: float) -> None:
+            nonlocal emitted
+            stop = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < stop:
+                await client.emit("tick", emitted)
+                emitted += 1
+
+        await emit_for(0.5)
+        first.terminate(signal.SIGKILL)  # events in its buffers die with it
+        restart = asyncio.get_running_loop().run_in_executor(
+            None, lambda: serve_process("soak_service:service", "--bind", endpoint, cwd=SOAK_DIR, env=env))
+        await emit_for(0.3)  # waits (bounded) while no subscriber is there: nothing is dropped silently
+        await restart
+        await emit_for(0.5)
+
+    def read_state() -> tuple[int, int, int, int]:
+        state = (tmp_path / "state").read_bytes()
+        missed = struct.unpack_from("<QQ", state, 0)[0]
+        _emitter, last, received, lost_before = struct.unpack_from("<QQQQ", state, 16)
+        return missed, last, received, lost_before
+
+    async def probe() -> tuple[int, int, int, int]:
+        return read_state()
+
+    missed, last, received, lost_before = await _eventually(probe, lambda st: st[1] == emitted, timeout=60)
+    assert last == emitted, "the restarted service did not get the last events"
+    assert received + missed + lost_before == emitted, (received, missed, lost_before, emitted)
+    assert missed + lost_before > 0, "the kill lost nothing: the test did not exercise a gap"
