@@ -34,7 +34,6 @@ from zmsg.codec import Pattern, PayloadError, encode_pattern, pattern_repr
 from zmsg.errors import (
     AuthenticationFailed,
     FrameError,
-    MessageTooLarge,
     ProtocolError,
     RequestTimeout,
     ServiceUnavailable,
@@ -263,16 +262,7 @@ class ClientProxy:
             self._check_size(route, body)
         if not self._events_ready or self.stats.subscribers < len(self._subscribed):
             return self._emit_when_subscribed(route, body)
-        # The hot path, inlined (_queue_event does the same for the slow path).
-        self._event_seq += 1
-        self.stats.events_emitted += 1
-        events = self._events
-        events.add(KIND_EVENT, 0, self._event_seq, self._emitter_id, route, body)
-        if events.count >= self.flush_at:
-            self._flush_events()
-        elif not self._events_scheduled:
-            self._events_scheduled = True
-            self._loop.call_soon(self._flush_events)  # type: ignore[union-attr]
+        self._queue_event(route, body)
         publisher = self._publisher
         if publisher is not None and publisher.queued:
             return self._wait_event_accepted(publisher)
@@ -427,9 +417,7 @@ class ClientProxy:
 
     def _check_size(self, route: bytes, body: bytes) -> None:
         if len(body) + len(route) > self.max_message_size:
-            raise MessageTooLarge(
-                f"message for {pattern_repr(route)!r} is {len(body)} bytes, over max_message_size={self.max_message_size}"
-            )
+            raise codec.too_large(route, body, self.max_message_size)
 
     def _flush_peer(self, peer: _Peer) -> None:
         if peer.batch.count and peer.channel is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from zmsg.errors import RpcException, ZmsgError
+from zmsg.errors import MessageTooLarge, RpcException, ZmsgError
 
 __all__ = [
     "Pattern",
@@ -23,6 +23,7 @@ __all__ = [
     "decode",
     "typed_decoder",
     "error_object",
+    "too_large",
     "rpc_exception",
     "INTERNAL_ERROR",
 ]
@@ -94,6 +95,13 @@ def decode_with(decoder: msgspec.msgpack.Decoder[Any], body: Any) -> Any:
         raise PayloadError(f"Invalid payload: {exc}") from None
     except msgspec.DecodeError as exc:
         raise PayloadError(f"Malformed payload: {exc}") from None
+
+
+def too_large(route: bytes, body: bytes, limit: int) -> MessageTooLarge:
+    """The error for a payload over ``limit`` (callers test the size inline: it is a hot path)."""
+    return MessageTooLarge(
+        f"message for {pattern_repr(route)!r} is {len(body)} bytes, over max_message_size={limit}"
+    )
 
 
 def error_object(status: int, message: str) -> dict[str, Any]:

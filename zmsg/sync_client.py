@@ -23,7 +23,7 @@ from typing import Any, Self
 from zmsg import _framing, codec
 from zmsg.client import DEFAULT_TIMEOUT
 from zmsg.codec import Pattern, PayloadError, encode_pattern, pattern_repr
-from zmsg.errors import FrameError, MessageTooLarge, ProtocolError, RequestTimeout, ServiceUnavailable
+from zmsg.errors import FrameError, ProtocolError, RequestTimeout, ServiceUnavailable
 from zmsg.protocol import (
     EXTERNAL_BODY_THRESHOLD,
     HELLO_PATTERN,
@@ -127,10 +127,7 @@ class SyncClientProxy:
         route = encode_pattern(pattern)
         body = codec.encode(data)
         if len(body) + len(route) > self.max_message_size:
-            raise MessageTooLarge(
-                f"message for {pattern_repr(route)!r} is {len(body)} bytes, "
-                f"over max_message_size={self.max_message_size}"
-            )
+            raise codec.too_large(route, body, self.max_message_size)
         cid = state.next_id = (state.next_id + 1) & _MAX_ID or 1
         # The request's time budget (ms, rounded up) is also how long this thread's socket waits.
         wait_ms = int(timeout * 1000) + 1
@@ -160,10 +157,7 @@ class SyncClientProxy:
         route = encode_pattern(pattern)
         body = codec.encode(data)
         if len(body) + len(route) > self.max_message_size:
-            raise MessageTooLarge(
-                f"message for {pattern_repr(route)!r} is {len(body)} bytes, "
-                f"over max_message_size={self.max_message_size}"
-            )
+            raise codec.too_large(route, body, self.max_message_size)
         with self._lock:
             publisher = self._publisher
             if self._closed or publisher is None:

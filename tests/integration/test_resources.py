@@ -38,9 +38,8 @@ async def _cycle(service: zmsg.Service) -> None:
         await service.stop()
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors")
-async def test_200_start_stop_and_open_close_cycles_leak_no_descriptors() -> None:
-    service = zmsg.Service("cycler")
+def _service(name: str) -> zmsg.Service:
+    service = zmsg.Service(name)
 
     @service.message_pattern("double")
     def double(x: int) -> int:
@@ -50,6 +49,12 @@ async def test_200_start_stop_and_open_close_cycles_leak_no_descriptors() -> Non
     def noted(x: int) -> None:
         pass
 
+    return service
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors")
+async def test_200_start_stop_and_open_close_cycles_leak_no_descriptors() -> None:
+    service = _service("cycler")
     await _cycle(service)  # warm-up: the ZeroMQ context starts its I/O thread once
     baseline = await _settled_fds(0, timeout=0.5)
     for _ in range(200):
@@ -59,16 +64,7 @@ async def test_200_start_stop_and_open_close_cycles_leak_no_descriptors() -> Non
 
 
 async def test_closing_twice_and_stopping_twice_is_harmless() -> None:
-    service = zmsg.Service("idempotent")
-
-    @service.message_pattern("double")
-    def double(x: int) -> int:
-        return x * 2
-
-    @service.event_pattern("noted")
-    def noted(x: int) -> None:
-        pass
-
+    service = _service("idempotent")
     await _cycle(service)
     await service.stop()
     client = zmsg.ClientProxy("tcp://127.0.0.1:9")

@@ -106,7 +106,7 @@ class Channel:
             for _ in range(MAX_MESSAGES_PER_WAKEUP):
                 # Asking ZMQ_EVENTS first is cheaper than ending every drain with a zmq.Again
                 # exception, and reading it re-arms the edge-triggered FD just the same.
-                if not getsockopt(_EVENTS) & _POLLIN:
+                if not getsockopt(_EVENTS) & _POLLIN:  # type: ignore[operator]
                     break
                 try:
                     frames = recv(_NOBLOCK)
