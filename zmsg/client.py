@@ -447,7 +447,6 @@ class ClientProxy:
 
     async def _wait_for_slot(self, timeout: float | None) -> None:
         """Backpressure for callers: wait until fewer than ``max_in_flight`` requests are out."""
-        assert self._loop is not None or not self._opened
         loop = asyncio.get_running_loop()
         while len(self._inflight) >= self.max_in_flight:
             waiter = loop.create_future()
