@@ -162,12 +162,13 @@ async def test_oversize_messages_get_a_clear_error_before_sending(serve_process)
 async def test_slow_subscriber_makes_emit_wait_and_nothing_is_lost(serve_process) -> None:
     limited = serve_process("limitedsvc:service")  # its tick handler takes ~0.2 ms per event
     async with zmsg.ClientProxy(limited.endpoint, event_hwm=2, emit_timeout=60) as client:
-        blob = b"x" * 2048
-        for _ in range(6000):
+        # 60 MB of events: more than loopback's socket buffers can hide from the emitter.
+        blob = b"x" * 20_000
+        for _ in range(3000):
             await client.emit("tick", blob)
         assert client.stats.emit_waits > 0, "the transport never pushed back"
-        final = await _eventually(lambda: client.send("ticks"), lambda v: v["seen"] == 6000, timeout=60)
-        assert final == {"seen": 6000, "missed": 0}
+        final = await _eventually(lambda: client.send("ticks"), lambda v: v["seen"] == 3000, timeout=60)
+        assert final == {"seen": 3000, "missed": 0}
 
 
 async def test_events_lost_to_a_vanished_subscriber_are_detected_and_counted(serve_process) -> None:

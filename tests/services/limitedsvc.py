@@ -7,7 +7,8 @@ import time
 
 import zmsg
 
-service = zmsg.Service("limited", max_concurrency=1, max_message_size=1024 * 1024)
+# event_hwm=2: the service queues little, so a slow handler pushes back on the emitter quickly.
+service = zmsg.Service("limited", max_concurrency=1, max_message_size=1024 * 1024, event_hwm=2)
 
 started: list[float] = []
 running = 0

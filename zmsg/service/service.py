@@ -56,7 +56,7 @@ from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_han
 from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
 
 __all__ = ["Service", "ServiceStats"]
 
@@ -104,11 +104,13 @@ class Service:
         max_concurrency: int | None = None,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         security: CurveServer | None = None,
+        event_hwm: int = DEFAULT_HWM,
     ) -> None:
         """``max_concurrency`` caps async handlers running at once (the rest wait in order);
         ``max_message_size`` caps one frame (larger ones disconnect their sender);
         ``heartbeat`` is the ZMTP heartbeat interval in seconds (None: off);
-        ``security`` a ``CurveServer`` to require CURVE and an allow-list of client keys."""
+        ``security`` a ``CurveServer`` to require CURVE and an allow-list of client keys;
+        ``event_hwm`` the event messages queued here before emitters are pushed back."""
         if not name or not isinstance(name, str):
             raise ValueError("a Service needs a non-empty name")
         if max_concurrency is not None and max_concurrency < 1:
@@ -116,6 +118,7 @@ class Service:
         self.max_concurrency = max_concurrency
         self.heartbeat = heartbeat
         self.security = security
+        self.event_hwm = event_hwm
         self._running: dict[tuple[bytes, int], asyncio.Task[Any]] = {}
         self._received_at = 0.0
         self._peer_log = RateLimitedLog(log)
@@ -243,7 +246,8 @@ class Service:
                                    "security": self.security, "zap_domain": self._zap_domain}
         router_sock, bound = bind_router(endpoint, **options)
         try:
-            sub_sock, events_bound = bind_subscriber(events_endpoint or events_bind_endpoint(endpoint), **options)
+            sub_sock, events_bound = bind_subscriber(events_endpoint or events_bind_endpoint(endpoint), **options,
+                                                     hwm=self.event_hwm)
         except BaseException:
             router_sock.close(linger=0)
             raise

@@ -27,6 +27,7 @@ __all__ = ["Channel", "ChannelClosed", "MAX_MESSAGES_PER_WAKEUP"]
 log = logging.getLogger("zmsg.transport")
 
 MAX_MESSAGES_PER_WAKEUP = 4096
+_RETRY_BLOCKED_SEND = 0.1  # seconds between re-tries of a send that hit the high-water mark
 # Plain ints: pyzmq's constants are enum flags, and ``&`` on them costs ~0.6 us each time.
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
@@ -198,7 +199,9 @@ class Channel:
             self._writable_waiters.append(fut)
             # ZMQ_EVENTS may already say writable without the FD firing again.
             self._schedule_drain()
-            await fut
+            # Re-try now and then as well: a peer's pipe that went away (heartbeat timeout) or came
+            # back can change writability without an edge we would see while blocked here.
+            await asyncio.wait([fut], timeout=_RETRY_BLOCKED_SEND)
         if self._closed and self._outq:
             raise ChannelClosed(f"{self.name} closed with {len(self._outq)} message(s) unsent")
 

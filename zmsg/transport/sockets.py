@@ -111,12 +111,13 @@ def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float |
 
 
 def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
-                    security: Security | None = None, zap_domain: str = "") -> tuple[zmq.Socket[Any], str]:
+                    security: Security | None = None, zap_domain: str = "",
+                    hwm: int = DEFAULT_HWM) -> tuple[zmq.Socket[Any], str]:
     sock = context().socket(zmq.SUB)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock, zap_domain)
-    sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
+    sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     if endpoint.startswith("tcp://[") or "::" in endpoint:
