@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
+import zmq
 
 import zmsg
+from zmsg.protocol import KIND_REQUEST, BatchBuilder
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +95,37 @@ async def test_both_framing_twins_serve_the_same_protocol(serve_process) -> None
             assert await client.send("echo", big) == big
             await client.emit("user_created", {"user_id": "u", "email": "e"})
             assert await client.send("events_seen", "user_created") in (0, 1)
+
+
+async def test_a_client_that_stops_reading_does_not_delay_the_others() -> None:
+    """Replies for a peer whose pipe is full wait in that peer's backlog, not in everyone's way."""
+    service = zmsg.Service("fair", reply_hwm=1)
+
+    @service.message_pattern("echo")
+    def echo(data: bytes) -> bytes:
+        return data
+
+    endpoint = await service.start("tcp://127.0.0.1:0")
+    stalled = zmq.Context.instance().socket(zmq.DEALER)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.RCVBUF, 4096)
+    stalled.connect(endpoint)
+    try:
+        blob = msgspec.msgpack.encode(b"x" * 65536)
+        for cid in range(1, 301):  # 20 MB of replies it will never read
+            batch = BatchBuilder()
+            batch.add(KIND_REQUEST, 0, cid, 0, b"echo", blob)
+            stalled.send_multipart(batch.take())
+        router = service._router
+        assert router is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while router.backlogged + router.queued == 0 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert router.backlogged + router.queued > 0, "the stalled client's pipe never filled"
+        # Shorter than the heartbeat timeout (3 s) that would eventually drop the stalled peer.
+        async with zmsg.ClientProxy(endpoint, timeout=2.5) as client:
+            assert await asyncio.gather(*(client.send("echo", b"ok") for _ in range(100))) == [b"ok"] * 100
+    finally:
+        stalled.close(linger=0)
+        await service.stop()

@@ -82,6 +82,7 @@ class ServiceStats:
     malformed_messages: int = 0
     unsupported_kinds: int = 0
     unroutable_replies: int = 0
+    dropped_replies: int = 0
     cancelled: int = 0
     deadline_expired: int = 0
     queued: int = 0
@@ -105,12 +106,15 @@ class Service:
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         security: CurveServer | None = None,
         event_hwm: int = DEFAULT_HWM,
+        reply_hwm: int = DEFAULT_HWM,
     ) -> None:
         """``max_concurrency`` caps async handlers running at once (the rest wait in order);
         ``max_message_size`` caps one frame (larger ones disconnect their sender);
         ``heartbeat`` is the ZMTP heartbeat interval in seconds (None: off);
         ``security`` a ``CurveServer`` to require CURVE and an allow-list of client keys;
-        ``event_hwm`` the event messages queued here before emitters are pushed back."""
+        ``event_hwm`` the event messages queued here before emitters are pushed back;
+        ``reply_hwm`` the reply messages ZeroMQ queues for one client that is not reading (then
+        a short per-client backlog, then its oldest replies are dropped and counted)."""
         if not name or not isinstance(name, str):
             raise ValueError("a Service needs a non-empty name")
         if max_concurrency is not None and max_concurrency < 1:
@@ -119,6 +123,7 @@ class Service:
         self.heartbeat = heartbeat
         self.security = security
         self.event_hwm = event_hwm
+        self.reply_hwm = reply_hwm
         self._running: dict[tuple[bytes, int], asyncio.Task[Any]] = {}
         self._received_at = 0.0
         self._peer_log = RateLimitedLog(log)
@@ -244,7 +249,7 @@ class Service:
         frame_limit = self.max_message_size + 64 * 1024 if self.max_message_size > 0 else -1
         options: dict[str, Any] = {"max_message_size": frame_limit, "heartbeat": self.heartbeat,
                                    "security": self.security, "zap_domain": self._zap_domain}
-        router_sock, bound = bind_router(endpoint, **options)
+        router_sock, bound = bind_router(endpoint, **options, send_hwm=self.reply_hwm)
         try:
             sub_sock, events_bound = bind_subscriber(events_endpoint or events_bind_endpoint(endpoint), **options,
                                                      hwm=self.event_hwm)
@@ -503,11 +508,12 @@ class Service:
             self._send_replies(router, identity, batch)
 
     def _send_replies(self, router: Channel, identity: bytes, batch: BatchBuilder) -> None:
-        before = router.unroutable
         frames = batch.take()
         frames.insert(0, identity)
-        router.send(frames)
-        self.stats.unroutable_replies += router.unroutable - before
+        router.send_to(identity, frames)
+        # Channel counts what it could not deliver (peer gone, or not reading for too long).
+        self.stats.unroutable_replies = router.unroutable
+        self.stats.dropped_replies = router.dropped
 
     # -- events ----------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ log = logging.getLogger("zmsg.transport")
 
 MAX_MESSAGES_PER_WAKEUP = 4096
 _RETRY_BLOCKED_SEND = 0.1  # seconds between re-tries of a send that hit the high-water mark
+_RETRY_PEER_BACKLOG = 0.01  # seconds between re-tries of messages for a peer that is not reading
+MAX_PEER_BACKLOG = 1000  # messages kept for one such peer; older ones are dropped (and counted)
 # Plain ints: pyzmq's constants are enum flags, and ``&`` on them costs ~0.6 us each time.
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
@@ -59,6 +61,9 @@ class Channel:
         "callback_errors",
         "unroutable",
         "on_idle",
+        "_backlogs",
+        "_backlog_timer",
+        "dropped",
     )
 
     def __init__(
@@ -82,6 +87,11 @@ class Channel:
         self.unroutable = 0
         # Called after each drain of the socket: where owners flush what the drain produced.
         self.on_idle: Callable[[], None] | None = None
+        # ROUTER only: messages for peers whose pipe is full, kept apart so that one peer that
+        # stops reading never delays messages to the others.
+        self._backlogs: dict[bytes, deque[list[Any]]] = {}
+        self._backlog_timer: asyncio.TimerHandle | None = None
+        self.dropped = 0
         self._loop.add_reader(self._fd, self._on_ready)
         # The FD may already be signalled (messages queued before we registered).
         self._schedule_drain()
@@ -157,6 +167,54 @@ class Channel:
         if not self._drain_scheduled and _events(self.sock) & _POLLIN:
             self._schedule_drain()
 
+    def send_to(self, peer: bytes, frames: list[Any]) -> None:
+        """ROUTER: send one message to ``peer`` (``frames[0]`` is its identity).
+
+        If that peer's pipe is full (it is not reading), the message waits in the peer's own
+        backlog, re-tried every few milliseconds; past MAX_PEER_BACKLOG messages the oldest are
+        dropped and counted in ``dropped`` (that peer's requests then time out at the caller).
+        """
+        if self._closed:
+            raise ChannelClosed(f"{self.name} is closed")
+        backlog = self._backlogs.get(peer)
+        if backlog is not None:
+            if len(backlog) >= MAX_PEER_BACKLOG:
+                backlog.popleft()
+                self.dropped += 1
+            backlog.append(frames)
+            return
+        if not self._try_send(frames):
+            self._backlogs[peer] = deque([frames])
+            self._arm_backlog_retry()
+        if not self._drain_scheduled and _events(self.sock) & _POLLIN:
+            self._schedule_drain()
+
+    def _arm_backlog_retry(self) -> None:
+        if self._backlog_timer is None and not self._closed:
+            self._backlog_timer = self._loop.call_later(_RETRY_PEER_BACKLOG, self._retry_backlogs)
+
+    def _retry_backlogs(self) -> None:
+        self._backlog_timer = None
+        if self._closed:
+            return
+        try:
+            for peer, backlog in list(self._backlogs.items()):
+                while backlog and self._try_send(backlog[0]):
+                    backlog.popleft()
+                if not backlog:
+                    del self._backlogs[peer]
+        except ChannelClosed:
+            return
+        if self._backlogs:
+            self._arm_backlog_retry()
+        if not self._drain_scheduled and _events(self.sock) & _POLLIN:
+            self._schedule_drain()
+
+    @property
+    def backlogged(self) -> int:
+        """Messages waiting for peers that are not reading (ROUTER)."""
+        return sum(len(b) for b in self._backlogs.values())
+
     def _try_send(self, frames: list[Any]) -> bool:
         sock = self.sock
         try:
@@ -215,6 +273,9 @@ class Channel:
         if self._closed:
             return
         self._closed = True
+        if self._backlog_timer is not None:
+            self._backlog_timer.cancel()
+            self._backlog_timer = None
         try:
             self._loop.remove_reader(self._fd)
         except (RuntimeError, ValueError, OSError):  # loop already closed

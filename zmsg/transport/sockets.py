@@ -96,13 +96,14 @@ def connectable(bound: str) -> str:
 
 
 def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
-                security: Security | None = None, zap_domain: str = "") -> tuple[zmq.Socket[Any], str]:
+                security: Security | None = None, zap_domain: str = "",
+                send_hwm: int = DEFAULT_HWM) -> tuple[zmq.Socket[Any], str]:
     sock = context().socket(zmq.ROUTER)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock, zap_domain)
-    sock.setsockopt(zmq.SNDHWM, DEFAULT_HWM)
+    sock.setsockopt(zmq.SNDHWM, send_hwm)
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
     if endpoint.startswith("tcp://[") or "::" in endpoint:
