@@ -51,7 +51,14 @@ from zmsg.protocol import (
     parse_frames,
 )
 from zmsg.transport import Channel, connect_dealer, connect_publisher, events_connect_endpoint, validate_endpoint
-from zmsg.transport.monitor import AUTH_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
+from zmsg.transport.monitor import (
+    AUTH_FAILED,
+    CONNECT_FAILED,
+    CONNECTED,
+    DISCONNECTED,
+    PROTOCOL_FAILED,
+    SocketMonitor,
+)
 from zmsg.transport.security import CurveClient
 from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
 
@@ -107,7 +114,7 @@ class _Peer:
         self.channel: Channel | None = None
         self.monitor: SocketMonitor | None = None
         self.batch = BatchBuilder()
-        self.up = True  # optimistic until the monitor says otherwise
+        self.up: bool | None = None  # None: no connection confirmed or refused yet
         self.reconnected = False  # came back after a drop: its event endpoint may have moved
         self.events_endpoint: str | None = None
         self.failure: ServiceUnavailable | None = None
@@ -371,14 +378,19 @@ class ClientProxy:
         self._opened = True
 
     def _pick_peer(self) -> _Peer:
+        """Round-robin over connected endpoints; else over those not known to be down; else any
+        (ZeroMQ queues for an endpoint until it connects, and the request's timeout bounds it)."""
         peers = self._peers
         count = len(peers)
+        fallback: _Peer | None = None
         for _ in range(count):
             self._rr = (self._rr + 1) % count
             peer = peers[self._rr]
             if peer.up:
                 return peer
-        return peers[self._rr]  # none up: queue on the next one; ZeroMQ delivers on reconnect
+            if fallback is None and peer.up is None:
+                fallback = peer
+        return fallback if fallback is not None else peers[self._rr]
 
     def _submit(self, pattern: Pattern | bytes, data: Any, timeout: float | None,
                 peer: _Peer | None) -> tuple[int, asyncio.Future[Any], _Peer]:
@@ -529,6 +541,9 @@ class ClientProxy:
             peer.up = False
             peer.reconnected = True
             self._fail_peer(peer, ServiceUnavailable(f"connection to {peer.endpoint} lost with the request in flight"))
+        elif event == CONNECT_FAILED:
+            if peer.up is None:
+                peer.up = False  # never reached: route around it until it connects
         elif event in (AUTH_FAILED, PROTOCOL_FAILED):
             peer.up = False
             reason = ("refused this client's CURVE credentials" if event == AUTH_FAILED

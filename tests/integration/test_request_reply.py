@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 
 import pytest
 
@@ -146,3 +148,20 @@ async def test_requests_in_flight_fail_clearly_when_the_client_closes(math_servi
     await client.close()
     with pytest.raises(zmsg.ServiceUnavailable):
         await task
+
+
+async def test_an_endpoint_that_is_down_is_routed_around(math_service) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    async with asyncio.timeout(60):
+        client = zmsg.ClientProxy([dead, math_service.endpoint], timeout=5)
+        try:
+            for _ in range(2):  # open the sockets; what the monitor learns routes the rest
+                with contextlib.suppress(zmsg.RequestTimeout):
+                    await client.send("pid", timeout=0.5)
+            await asyncio.sleep(0.3)
+            pids = await asyncio.gather(*(client.send("pid") for _ in range(100)))
+            assert set(pids) == {math_service.pid}
+        finally:
+            await client.close()
