@@ -179,3 +179,11 @@ def test_serve_refuses_half_a_curve_configuration(tmp_path: Path) -> None:
     result = _zmsg("serve", "mathsvc:service", "--curve-secret-key", str(tmp_path / "server.key_secret"),
                    cwd=Path(__file__).parent.parent / "services")
     assert result.returncode != 0 and "curve_allow is empty" in result.stderr
+
+
+def test_a_secret_key_can_come_as_z85_text(tmp_path: Path) -> None:
+    """As from an environment variable: the public key is derived from the secret."""
+    from_file = load_keypair(write_keypair(tmp_path, "svc")[1])
+    assert from_file.secret is not None
+    from_text = load_keypair(from_file.secret.decode())
+    assert from_text == from_file

@@ -85,9 +85,14 @@ def write_keypair(directory: str | os.PathLike[str], name: str) -> tuple[Path, P
 
 
 def load_keypair(source: str | os.PathLike[str] | KeyPair) -> KeyPair:
-    """A key pair from a ``.key_secret`` certificate file or an existing KeyPair."""
+    """A key pair from a ``.key_secret`` certificate file, a Z85 secret key (e.g. from an
+    environment variable; the public key is derived from it) or an existing KeyPair."""
     if isinstance(source, KeyPair):
         return source
+    if isinstance(source, str) and len(source.strip()) == 40 and not Path(source).exists():
+        _require_curve()
+        secret = _z85(source, "secret key")
+        return KeyPair(zmq.curve_public(secret), secret)
     path = Path(source)
     try:
         public, secret = zmq.auth.load_certificate(str(path))
