@@ -91,8 +91,8 @@ def load_keypair(source: str | os.PathLike[str] | KeyPair) -> KeyPair:
         return source
     if isinstance(source, str) and len(source.strip()) == 40 and not Path(source).exists():
         _require_curve()
-        secret = _z85(source, "secret key")
-        return KeyPair(zmq.curve_public(secret), secret)
+        z85_secret = _z85(source, "secret key")
+        return KeyPair(zmq.curve_public(z85_secret), z85_secret)
     path = Path(source)
     try:
         public, secret = zmq.auth.load_certificate(str(path))
