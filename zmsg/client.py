@@ -62,7 +62,7 @@ from zmsg.transport.monitor import (
 from zmsg.transport.security import CurveClient
 from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
 
-__all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "ClientStats"]
+__all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "ClientStats", "resolve_client_options"]
 
 log = logging.getLogger("zmsg.client")
 
@@ -162,6 +162,23 @@ class PendingRequest:
         return f"<PendingRequest {self.pattern!r} (not sent until awaited)>"
 
 
+def resolve_client_options(
+    owner: str, endpoints: str | Sequence[str], timeout: float,
+    connect_timeout: float | None, emit_timeout: float | None,
+) -> tuple[list[str], float, float, float]:
+    """Validate what every client takes (ClientProxy and SyncClientProxy alike): the endpoints,
+    and the timeouts, the handshake and emit ones defaulting to the request timeout."""
+    listed = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    valid = [validate_endpoint(e) for e in listed]
+    if not valid:
+        raise ValueError(f"{owner} needs at least one endpoint")
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout), ("emit_timeout", emit_timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return (valid, float(timeout), float(timeout if connect_timeout is None else connect_timeout),
+            float(timeout if emit_timeout is None else emit_timeout))
+
+
 class ClientProxy:
     """A connection to one service, spread over one or more of its endpoints."""
 
@@ -191,19 +208,10 @@ class ClientProxy:
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
         ``event_hwm``: event messages queued per subscriber before ``emit`` waits.
         """
-        if isinstance(endpoints, str):
-            endpoints = [endpoints]
-        self.endpoints: list[str] = [validate_endpoint(e) for e in endpoints]
-        if not self.endpoints:
-            raise ValueError("ClientProxy needs at least one endpoint")
-        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout), ("emit_timeout", emit_timeout)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        self.endpoints, self.timeout, self.connect_timeout, self.emit_timeout = resolve_client_options(
+            "ClientProxy", endpoints, timeout, connect_timeout, emit_timeout)
         if retries < 0 or max_in_flight < 1:
             raise ValueError("retries must be >= 0 and max_in_flight >= 1")
-        self.timeout = float(timeout)
-        self.connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
-        self.emit_timeout = float(emit_timeout if emit_timeout is not None else timeout)
         self.retries = retries
         self.retry_backoff = retry_backoff
         self.max_in_flight = max_in_flight

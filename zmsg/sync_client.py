@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from zmsg import _framing, codec
-from zmsg.client import DEFAULT_TIMEOUT
+from zmsg.client import DEFAULT_TIMEOUT, resolve_client_options
 from zmsg.codec import Pattern, PayloadError, encode_pattern, pattern_repr
 from zmsg.errors import FrameError, ProtocolError, RequestTimeout, ServiceUnavailable
 from zmsg.protocol import (
@@ -34,7 +34,7 @@ from zmsg.protocol import (
     BatchBuilder,
     parse_frames,
 )
-from zmsg.transport import events_connect_endpoint, validate_endpoint
+from zmsg.transport import events_connect_endpoint
 from zmsg.transport.blocking import BlockingDealer, BlockingPublisher, ask_each
 from zmsg.transport.security import CurveClient
 from zmsg.transport.sockets import DEFAULT_HEARTBEAT
@@ -76,18 +76,8 @@ class SyncClientProxy:
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         security: CurveClient | None = None,
     ) -> None:
-        if isinstance(endpoints, str):
-            endpoints = [endpoints]
-        self.endpoints: list[str] = [validate_endpoint(e) for e in endpoints]
-        if not self.endpoints:
-            raise ValueError("SyncClientProxy needs at least one endpoint")
-        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout),
-                            ("emit_timeout", emit_timeout)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        self.timeout = float(timeout)
-        self.connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
-        self.emit_timeout = float(emit_timeout if emit_timeout is not None else timeout)
+        self.endpoints, self.timeout, self.connect_timeout, self.emit_timeout = resolve_client_options(
+            "SyncClientProxy", endpoints, timeout, connect_timeout, emit_timeout)
         self.heartbeat = heartbeat
         self.security = security
         self.max_message_size = max_message_size
