@@ -60,7 +60,7 @@ from zmsg.transport.monitor import (
     SocketMonitor,
 )
 from zmsg.transport.security import CurveClient
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM, connect_all
 
 __all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "ClientStats", "resolve_client_options"]
 
@@ -379,10 +379,12 @@ class ClientProxy:
         self._ensure_open()
         self._loop = asyncio.get_running_loop()
         for peer in self._peers:
-            sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security)
+            sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security, connect=False)
             peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}")
+            # Monitor first, connect second: a fast handshake must not happen before we listen.
             peer.monitor = SocketMonitor(sock, functools.partial(self._on_peer_event, peer),
                                          name=f"client/{peer.endpoint}")
+            connect_all(sock, [peer.endpoint])
         self._opened = True
 
     def _pick_peer(self) -> _Peer:
@@ -544,7 +546,7 @@ class ClientProxy:
             peer.up = True
             peer.failure = None
         elif event == DISCONNECTED:
-            if peer.up:
+            if peer.up is not False:
                 self.stats.disconnects += 1
             peer.up = False
             peer.reconnected = True

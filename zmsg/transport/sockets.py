@@ -126,7 +126,8 @@ def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: flo
     return sock, connectable(_bind(sock, endpoint))
 
 
-def _connect_all(sock: zmq.Socket[Any], endpoints: list[str]) -> None:
+def connect_all(sock: zmq.Socket[Any], endpoints: list[str]) -> None:
+    """Connect ``sock`` to every endpoint (closing it and raising EndpointError on failure)."""
     try:
         for endpoint in endpoints:
             validate_endpoint(endpoint)
@@ -141,7 +142,9 @@ def _connect_all(sock: zmq.Socket[Any], endpoints: list[str]) -> None:
 
 
 def connect_dealer(endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
-                   security: Security | None = None) -> zmq.Socket[Any]:
+                   security: Security | None = None, connect: bool = True) -> zmq.Socket[Any]:
+    """A DEALER connected to ``endpoints``; with ``connect=False`` the caller connects it later
+    (after attaching a monitor, so that no connection event happens before anyone listens)."""
     sock: zmq.Socket[Any] = context().socket(zmq.DEALER)
     _heartbeat(sock, heartbeat)
     if security is not None:
@@ -149,7 +152,8 @@ def connect_dealer(endpoints: list[str], *, heartbeat: float | None = DEFAULT_HE
     sock.setsockopt(zmq.SNDHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.LINGER, 0)
-    _connect_all(sock, endpoints)
+    if connect:
+        connect_all(sock, endpoints)
     return sock
 
 
@@ -167,7 +171,7 @@ def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat
     # (the unsubscribe above) instead of events piling up silently for a peer that may not return.
     sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.SNDHWM, hwm)
-    _connect_all(sock, endpoints)
+    connect_all(sock, endpoints)
     return sock
 
 
