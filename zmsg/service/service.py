@@ -34,6 +34,7 @@ from zmsg import __version__ as _zmsg_version
 from zmsg import codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
+from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.event_sequence import IN_ORDER, EventGaps
 from zmsg.protocol import (
@@ -57,7 +58,6 @@ from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_han
 from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
 
 __all__ = ["Service", "ServiceStats"]
 
