@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from zmsg import __version__ as _zmsg_version
-from zmsg import codec
+from zmsg import __version__ as _zmsg_version, codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
@@ -53,6 +50,7 @@ from zmsg.protocol import (
     BatchBuilder,
     parse_frames,
 )
+from zmsg.runtime import ShutdownSignals, run
 from zmsg.service.context import Context
 from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
 from zmsg.service.ratelimit import RateLimitedLog
@@ -299,46 +297,20 @@ class Service:
 
     async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
                     on_ready: Callable[[str], None] | None = None, grace: float = 5.0) -> None:
-        """Start, run until SIGINT/SIGTERM (or cancellation), then stop gracefully."""
+        """Start, run until SIGINT/SIGTERM (or cancellation), then stop gracefully; a second
+        signal during the drain exits at once (``zmsg.ShutdownSignals``)."""
         await self.start(endpoint, events_endpoint=events_endpoint)
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        installed: list[signal.Signals] = []
-
-        def on_signal(signum: signal.Signals) -> None:
-            if stop.is_set():
-                log.warning("second signal: exiting at once")
-                sys.stdout.flush()
-                import os
-
-                os._exit(1)
-            log.info("signal %s: draining", signal.Signals(signum).name)
-            stop.set()
-
-        for signum in signals:
+        async with ShutdownSignals() as signals:
             try:
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-                pass
-        try:
-            if on_ready is not None:
-                on_ready(self.endpoint)
-            await stop.wait()
-        finally:
-            try:
-                await self.stop(grace=grace)
+                if on_ready is not None:
+                    on_ready(self.endpoint)
+                await signals.wait()
             finally:
-                # Only now: during the drain a second signal must reach on_signal (exit at once).
-                for signum in installed:
-                    loop.remove_signal_handler(signum)
+                await self.stop(grace=grace)
 
     def run(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
             use_uvloop: bool = True, on_ready: Callable[[str], None] | None = None) -> None:
         """Serve in the foreground (blocking) on uvloop when installed, until SIGINT/SIGTERM."""
-        from zmsg._loop import run
-
         run(self.serve(endpoint, events_endpoint=events_endpoint, on_ready=on_ready), use_uvloop=use_uvloop)
 
     # -- requests --------------------------------------------------------------------------
