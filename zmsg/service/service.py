@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from zmsg import __version__ as _zmsg_version, codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
@@ -62,6 +62,22 @@ __all__ = ["Service", "ServiceStats"]
 log = logging.getLogger("zmsg.service")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RequestRoute(Protocol):
+    """What the service needs of its request socket: a ``Channel`` on its ROUTER, or the
+    in-memory stand-in of ``zmsg.testing.TestClient`` (same records, no socket)."""
+
+    on_idle: Callable[[], None] | None
+    unroutable: int
+    dropped: int
+
+    @property
+    def queued(self) -> int: ...
+
+    def send_to(self, peer: bytes, frames: list[Any]) -> None: ...
+
+    def close(self, linger_ms: int = 0) -> None: ...
 
 
 @dataclass
@@ -132,7 +148,7 @@ class Service:
         self.stats = ServiceStats()
         self._message_handlers: dict[bytes, Handler] = {}
         self._event_handlers: dict[bytes, list[Handler]] = {}
-        self._router: Channel | None = None
+        self._router: RequestRoute | None = None
         self._subscriber: Channel | None = None
         self._endpoint: str | None = None
         self._events_endpoint: str | None = None
@@ -250,23 +266,27 @@ class Service:
         except BaseException:
             router_sock.close(linger=0)
             raise
-        self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
-        self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
-        self._router_on_idle()
-        self._endpoint, self._events_endpoint = bound, events_bound
-        self._draining = False
-        self._started_at = time.monotonic()
+        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
+        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        self._attach(router, subscriber, bound, events_bound)
         log.info("service %s listening on %s (events on %s)", self.name, bound, events_bound)
         return bound
+
+    def _attach(self, router: RequestRoute, subscriber: Channel | None, endpoint: str, events_endpoint: str) -> None:
+        """Start serving on ``router`` (the one start-up path, sockets or zmsg.testing's memory)."""
+        if self._router is not None:
+            raise RuntimeError(f"service {self.name!r} is already started")
+        self._loop = asyncio.get_running_loop()
+        self._router, self._subscriber = router, subscriber
+        # Replies of sync handlers are flushed once the reader has drained its socket.
+        router.on_idle = self._flush_replies
+        self._endpoint, self._events_endpoint = endpoint, events_endpoint
+        self._draining = False
+        self._started_at = time.monotonic()
 
     @property
     def _zap_domain(self) -> str:
         return f"zmsg.{self.name}.{id(self):x}"
-
-    def _router_on_idle(self) -> None:
-        # Replies of sync handlers are flushed once the reader has drained its socket.
-        assert self._router is not None
-        self._router.on_idle = self._flush_replies
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new work, let in-flight handlers finish (up to ``grace`` s), then close."""
@@ -475,7 +495,7 @@ class Service:
         for identity, batch in pending.items():
             self._send_replies(router, identity, batch)
 
-    def _send_replies(self, router: Channel, identity: bytes, batch: BatchBuilder) -> None:
+    def _send_replies(self, router: RequestRoute, identity: bytes, batch: BatchBuilder) -> None:
         frames = batch.take()
         frames.insert(0, identity)
         router.send_to(identity, frames)
