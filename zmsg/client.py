@@ -17,6 +17,11 @@ Events go out on one XPUB connected to every service's event endpoint, learnt wi
 sends when every service is subscribed; otherwise it waits (bounded) for them to come back and
 raises rather than let PUB/SUB drop the event silently. Events carry the emitter's id and a
 sequence number so services can detect and count what they missed.
+
+``stream()`` reads a generator handler's items (zmsg/stream_core.py holds the rules): the
+reader queues each stream's items on its ``ClientStream`` and wakes the consumer once per
+message, not per item; credit goes back every half window consumed, batched with whatever else
+is queued for that peer. A stream waits on a timer only while its queue is empty.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
 from typing import Any
 
 from zmsg import codec
@@ -57,13 +62,15 @@ from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEO
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
 from zmsg.protocol import FLUSH_EXTERNAL_BYTES, KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
+from zmsg.stream_core import END, ClientStream, add_credit, open_stream
 from zmsg.transport import Channel, connect_dealer
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
 from zmsg.transport.publisher import Publisher
 from zmsg.transport.security import CurveClient
 from zmsg.transport.sockets import connect_all
 
-__all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "DEFAULT_FLUSH_AT", "DEFAULT_MAX_IN_FLIGHT", "ClientStats"]
+__all__ = ["ClientProxy", "PendingRequest", "Stream", "DEFAULT_TIMEOUT", "DEFAULT_FLUSH_AT", "DEFAULT_MAX_IN_FLIGHT",
+           "ClientStats"]
 
 log = logging.getLogger("zmsg.client")
 
@@ -158,6 +165,142 @@ class PendingRequest:
         return f"<PendingRequest {self.pattern!r} (not sent until awaited)>"
 
 
+class _StreamLink:
+    """What the reader touches of a stream: its core and the consumer waiting for an item.
+
+    Kept apart from the ``Stream`` the caller holds, so the proxy's table does not keep that
+    alive: ``break`` out of ``async for`` drops the last reference, and ``Stream.__del__``
+    cancels at the service at once.
+    """
+
+    __slots__ = ("core", "peer", "waiter")
+
+    def __init__(self, core: ClientStream, peer: _Peer) -> None:
+        self.core = core
+        self.peer = peer
+        self.waiter: asyncio.Future[None] | None = None
+
+    def on_record(self, kind: int, body: Any) -> None:
+        core = self.core
+        core.on_record(kind, body)
+        waiter = self.waiter
+        if waiter is not None and core.ready and not waiter.done():
+            waiter.set_result(None)
+
+    def lost(self, error: BaseException, service_gone: bool = True) -> None:
+        self.core.fail(error, service_gone=service_gone)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Stream(AsyncIterator[Any]):
+    """``async for item in client.stream(pattern, data):`` the items of a generator handler.
+
+    Cold like ``send``: the request goes out on the first ``__anext__``. Leaving early (``break``,
+    an exception in the loop body, cancellation of the consuming task, ``aclose()``) tells the
+    service to stop, which closes the generator there. Raises what ``send`` raises:
+    ``RequestTimeout`` when no next item came within the timeout (the service is then told to
+    stop), ``RpcException`` after the items already received when the generator raised,
+    ``ServiceUnavailable`` when the connection is lost mid-stream.
+    """
+
+    __slots__ = ("_client", "pattern", "_route", "_body", "timeout", "_decoder", "_link", "_done")
+
+    def __init__(self, client: ClientProxy, pattern: Pattern, route: bytes, body: bytes, timeout: float,
+                 decoder: Any) -> None:
+        self._client = client
+        self.pattern = pattern
+        self._route = route
+        self._body = body
+        self.timeout = timeout
+        self._decoder = decoder
+        self._link: _StreamLink | None = None
+        self._done = False
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Any:
+        link = self._link
+        if link is None:
+            if self._done:
+                raise StopAsyncIteration
+            link = self._link = self._client._open_stream(self._route, self._body, self.timeout, self._decoder)
+        core = link.core
+        if not core.ready:
+            await self._wait(link)
+        try:
+            value = core.next_item()
+        except BaseException:
+            self._finish()
+            raise
+        if value is END:
+            self._finish()
+            raise StopAsyncIteration
+        granted = core.credit_due()
+        if granted:
+            self._client._send_credit(core.correlation_id, link.peer, granted)
+        return value
+
+    async def _wait(self, link: _StreamLink) -> None:
+        loop = self._client._loop
+        assert loop is not None
+        waiter = link.waiter = loop.create_future()
+        timer = loop.call_later(self.timeout, self._on_timeout, link, waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self._finish()  # the consuming task was cancelled: so is the stream, at the service
+            raise
+        finally:
+            timer.cancel()
+            link.waiter = None
+
+    def _on_timeout(self, link: _StreamLink, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
+            return
+        self._client.stats.timeouts += 1
+        link.lost(RequestTimeout(f"no item of stream {pattern_repr(self._route)!r} within {self.timeout:g} s"),
+                  service_gone=False)
+
+    def _finish(self) -> None:
+        """The caller is done (ended, failed or left): forget it, and stop the service if needed."""
+        if self._done:
+            return
+        self._done = True
+        link = self._link
+        if link is None:
+            return
+        client = self._client
+        cid = link.core.correlation_id
+        client._streams.pop(cid, None)
+        if link.core.close():
+            client._send_cancel(cid, link.peer)
+
+    async def aclose(self) -> None:
+        """Stop reading: the service closes the generator (its ``finally`` runs)."""
+        self._finish()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._finish()
+
+    def __del__(self) -> None:
+        # ``break`` out of ``async for`` drops the last reference at once (no aclose() call).
+        if not self._done and self._link is not None:
+            try:
+                self._finish()
+            except Exception:  # the loop may already be closed at interpreter exit
+                pass
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else "open" if self._link is not None else "not started"
+        return f"<Stream {self.pattern!r} ({state})>"
+
+
 class ClientProxy:
     """A connection to one service, spread over one or more of its endpoints."""
 
@@ -176,6 +319,7 @@ class ClientProxy:
         security: CurveClient | None = None,
         event_hwm: int = DEFAULTS.event_hwm,
         flush_at: int = DEFAULTS.flush_at,
+        stream_window: int = DEFAULTS.stream_window,
     ) -> None:
         """
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
@@ -186,14 +330,16 @@ class ClientProxy:
         (lowered to the service's own limit once connected); ``heartbeat``: ZMTP heartbeat
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
         ``event_hwm``: event messages queued per subscriber before ``emit`` waits;
-        ``flush_at``: queued records that make a batch go at once. Options are declared, with
+        ``flush_at``: queued records that make a batch go at once; ``stream_window``: items a
+        service may send ahead of a stream's consumer (credit). Options are declared, with
         their constraints, in ``zmsg.client_core.ClientOptions``.
         """
         self.endpoints = resolve_endpoints("ClientProxy", endpoints)
         self.options = options = client_options(
             "ClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_in_flight=max_in_flight,
-            max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at)
+            max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at,
+            stream_window=stream_window)
         # Plain attributes: the hot path reads them on every call.
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
@@ -205,6 +351,7 @@ class ClientProxy:
         self.heartbeat = options.heartbeat
         self.flush_at = options.flush_at
         self.event_hwm = options.event_hwm
+        self.stream_window = options.stream_window
         self.security = security
         self.stats = ClientStats()
         self.service_name: str | None = None
@@ -215,6 +362,7 @@ class ClientProxy:
         self._dirty: list[_Peer] = []
         self._flush_scheduled = False
         self._inflight: InFlight[_Waiter] = InFlight()
+        self._streams: dict[int, _StreamLink] = {}
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = float("inf")
@@ -242,6 +390,26 @@ class ClientProxy:
         if timeout is not None:
             call_timeout(timeout, self.timeout)
         return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries))
+
+    def stream(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+               metadata: dict[str, str] | None = None, response_type: Any = None) -> Stream:
+        """Streaming reply: ``async for item in client.stream(pattern, data):`` yields each value the
+        service's generator handler yields, in order, and ends when it returns.
+
+        ``timeout`` bounds the wait for each next item (default: the proxy's), raising
+        ``RequestTimeout``; ``response_type`` decodes (and validates) each item into that type.
+        The service runs ahead by at most ``stream_window`` items. A plain handler's reply is the
+        stream's single item. Nothing is sent until the first item is asked for.
+        """
+        if metadata:
+            raise NotImplementedError("stream metadata arrives with the request metadata section (issue 9)")
+        timeout = call_timeout(timeout, self.timeout)
+        route = encode_pattern(pattern)
+        body = codec.encode(data)
+        if len(body) + len(route) > self.max_message_size:
+            check_size(route, body, self.max_message_size)
+        decoder = codec.typed_decoder(response_type) if response_type is not None else None
+        return Stream(self, pattern, route, body, timeout, decoder)
 
     def emit(self, pattern: Pattern, data: Any = None) -> Awaitable[None]:
         """Publish an event to every connected service; await it: it completes once the transport
@@ -326,6 +494,9 @@ class ClientProxy:
         for waiter in self._slot_waiters:
             if not waiter.done():
                 waiter.set_exception(ServiceUnavailable("client closed"))
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.lost(ServiceUnavailable(f"client closed during stream {pattern_repr(stream.core.route)!r}"))
         for peer in self._peers:
             if peer.monitor is not None:
                 peer.monitor.close()
@@ -428,11 +599,40 @@ class ClientProxy:
         if peer.channel is None or self._closed:
             return
         peer.batch.add(KIND_CANCEL, 0, cid, 0, b"", b"")
-        if peer.batch.count == 1:
+        self._queued(peer)
+
+    def _queued(self, peer: _Peer) -> None:
+        """Records were added to ``peer``'s batch outside ``_submit``: make sure the batch goes."""
+        if peer.batch.count >= self.flush_at:
+            self._flush_peer(peer)
+            return
+        if peer not in self._dirty:
             self._dirty.append(peer)
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_requests)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def _open_stream(self, route: bytes, body: bytes, timeout: float, decoder: Any) -> _StreamLink:
+        """Send the stream's request and first credit; register it with the reader."""
+        self._ensure_open()
+        if not self._opened:
+            self._open()
+        peer = self._peers[0] if len(self._peers) == 1 else self._pick_peer()
+        if peer.link.failure is not None:
+            raise peer.link.failure
+        cid = self._inflight.new_id()
+        link = self._streams[cid] = _StreamLink(ClientStream(cid, route, self.stream_window, decoder), peer)
+        open_stream(peer.batch, cid, request_ttl_ms(timeout), route, body, self.stream_window)
+        self._queued(peer)
+        return link
+
+    def _send_credit(self, cid: int, peer: _Peer, count: int) -> None:
+        if peer.channel is None or self._closed:
+            return
+        add_credit(peer.batch, cid, count)
+        self._queued(peer)
 
     async def _wait_for_slot(self, timeout: float | None) -> None:
         """Backpressure for callers: wait until fewer than ``max_in_flight`` requests are out."""
@@ -458,7 +658,13 @@ class ClientProxy:
     def _on_reply_message(self, frames: list[bytes]) -> None:
         records, fault = read_replies(frames)
         resolve = self._inflight.resolve
+        streams = self._streams
         for kind, _flags, cid, _ttl, _pattern, body in records:
+            if streams:
+                stream = streams.get(cid)
+                if stream is not None:
+                    stream.on_record(kind, body)
+                    continue
             waiter = resolve(cid)
             if waiter is None:
                 continue
@@ -472,6 +678,9 @@ class ClientProxy:
         if fault is not None:
             self.stats.malformed_messages += 1
             log.warning("dropped a malformed reply message: %s", fault)
+            broken = streams.get(fault.correlation_id) if fault.correlation_id else None
+            if broken is not None:
+                broken.lost(malformed_reply(fault), service_gone=False)
             waiter = self._inflight.discard(fault.correlation_id) if fault.correlation_id else None
             if waiter is not None and not waiter[0].done():
                 waiter[0].set_exception(malformed_reply(fault))
@@ -516,6 +725,8 @@ class ClientProxy:
 
     def _fail_peer(self, peer: _Peer, error: ServiceUnavailable) -> None:
         """Fail now every request in flight on ``peer``: its reply can no longer come."""
+        for stream in [s for s in self._streams.values() if s.peer is peer]:
+            stream.lost(error)
         doomed = [cid for cid, waiter in self._inflight.items() if waiter[3] is peer]
         for cid in doomed:
             waiter = self._inflight.discard(cid)

@@ -36,6 +36,7 @@ from zmsg.defaults import (
     DEFAULT_HWM,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_STREAM_WINDOW,
     DEFAULT_TIMEOUT,
 )
 from zmsg.endpoints import validate_endpoint
@@ -107,6 +108,8 @@ class ClientOptions(msgspec.Struct, kw_only=True, frozen=True):
     """Event messages queued per subscriber before ``emit`` waits."""
     flush_at: PositiveInt = DEFAULT_FLUSH_AT
     """Queued records that make a batch go at once (ClientProxy)."""
+    stream_window: Annotated[int, msgspec.Meta(ge=1, le=0xFFFFFFFF)] = DEFAULT_STREAM_WINDOW
+    """Items a service may send ahead of a stream's consumer (credit-based flow control)."""
 
     @property
     def handshake_timeout(self) -> float:

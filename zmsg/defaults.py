@@ -9,6 +9,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_FLUSH_AT",
     "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_STREAM_WINDOW",
 ]
 
 DEFAULT_TIMEOUT = 10.0
@@ -23,3 +24,5 @@ DEFAULT_FLUSH_AT = 32
 """Queued records that make a client flush its batch at once (two batches then overlap)."""
 DEFAULT_MAX_IN_FLIGHT = 100_000
 """Requests one ClientProxy keeps outstanding before callers wait for a slot."""
+DEFAULT_STREAM_WINDOW = 256
+"""Items a service may send ahead of a stream's consumer (the credit window, see stream_core)."""

@@ -25,6 +25,7 @@ __all__ = [
     "KIND_STREAM_END",
     "KIND_CANCEL",
     "KIND_HEARTBEAT",
+    "KIND_CREDIT",
     "KIND_NAMES",
     "RESERVED_PREFIX",
     "HELLO_PATTERN",
@@ -35,13 +36,14 @@ __all__ = [
     "VERSION",
     "HEADER_SIZE",
     "FLAG_EXTERNAL_BODY",
+    "FLAG_STREAM",
     "BatchBuilder",
     "InFlight",
     "parse_frames",
 ]
 
-# Record kinds (header byte 1). 5-8 are reserved for streaming, cancellation and heartbeats:
-# a peer that receives a kind it does not implement answers with an error record.
+# Record kinds (header byte 1). A peer that receives a kind it does not implement answers with
+# an error record. Streams (zmsg/stream_core.py) use stream-item, stream-end and credit.
 KIND_REQUEST = 1
 KIND_REPLY = 2
 KIND_ERROR = 3
@@ -50,6 +52,7 @@ KIND_STREAM_ITEM = 5
 KIND_STREAM_END = 6
 KIND_CANCEL = 7
 KIND_HEARTBEAT = 8
+KIND_CREDIT = 9
 KIND_NAMES = {
     KIND_REQUEST: "request",
     KIND_REPLY: "reply",
@@ -59,7 +62,12 @@ KIND_NAMES = {
     KIND_STREAM_END: "stream-end",
     KIND_CANCEL: "cancel",
     KIND_HEARTBEAT: "heartbeat",
+    KIND_CREDIT: "credit",
 }
+
+# Header flag bit 2 on a request: the caller reads a stream (``client.stream``); without it the
+# caller wants one reply (``client.send``). Bits 0 and 1 belong to the framing layer.
+FLAG_STREAM = 0x0004
 
 # Patterns starting with this prefix are the service's own (handshake, health, info); user
 # handlers may not register them.

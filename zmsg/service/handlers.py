@@ -4,7 +4,8 @@ Decorators only attach metadata (``__zmsg_routes__``) to the function, so they w
 functions and on methods of a controller class alike; a ``Service`` binds them when they are
 registered or included. Binding reads the signature once: which parameter receives the payload
 (and its annotated type, for which a typed msgspec decoder is built now, not per message) and
-which one wants the ``Context``.
+which one wants the ``Context``, and whether it streams (an async generator function or a plain
+generator function: each value it yields is one item of a stream).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Handler:
     payload_param: str | None
     context_param: str | None
     positional_payload: bool
+    is_stream: bool = False  # a generator function: called with ``client.stream``, not ``send``
 
     def call(self, payload: Any, context: Context | None) -> Any:
         if self.context_param is None:
@@ -124,4 +126,6 @@ def bind_handler(func: Callable[..., Any]) -> Handler:
         payload_param=payload_param,
         context_param=context_param,
         positional_payload=positional_payload,
+        is_stream=(inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target)
+                   or inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)),
     )

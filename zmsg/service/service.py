@@ -16,6 +16,11 @@ handlers in the same batch) is skipped, since its caller has already given up. A
 from the caller cancels the handler's task if it is still running, and no reply is sent.
 Events carry their emitter's id and sequence number; a jump in the sequence is counted as
 missed events for that emitter (``event_gaps``) and logged.
+
+A generator handler streams (zmsg/service/streams.py): a stream request starts it as a task that
+sends one stream-item record per yielded value, batched per caller like replies, as far as the
+caller's credit allows. Streams are not counted against ``max_concurrency`` (they are long-lived
+and mostly suspended); the credit window bounds what each one holds.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from zmsg import __version__ as _zmsg_version, codec
@@ -35,16 +41,20 @@ from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.event_sequence import IN_ORDER, EventGaps
 from zmsg.protocol import (
+    FLAG_STREAM,
     FLUSH_EXTERNAL_BYTES,
     HEALTH_PATTERN,
     HELLO_PATTERN,
     INFO_PATTERN,
     KIND_CANCEL,
+    KIND_CREDIT,
     KIND_ERROR,
     KIND_EVENT,
     KIND_NAMES,
     KIND_REPLY,
     KIND_REQUEST,
+    KIND_STREAM_END,
+    KIND_STREAM_ITEM,
     RESERVED_PREFIX,
     VERSION,
     BatchBuilder,
@@ -54,6 +64,7 @@ from zmsg.runtime import ShutdownSignals, run
 from zmsg.service.context import Context
 from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
 from zmsg.service.ratelimit import RateLimitedLog
+from zmsg.service.streams import STREAM_FLUSH_AT, Streams
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
 
@@ -101,6 +112,11 @@ class ServiceStats:
     queued: int = 0
     events_missed: int = 0
     events_out_of_order: int = 0
+    streams: int = 0
+    stream_items: int = 0
+    stream_mismatches: int = 0
+    stale_credits: int = 0
+    malformed_credits: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -142,6 +158,7 @@ class Service:
         self._peer_log = RateLimitedLog(log)
         self._waiting: deque[tuple[bytes, int, Handler, Any, Context | None, float | None]] = deque()
         self._gaps = EventGaps()
+        self._streams = Streams(self)
         self.name = name
         self.version = version
         self.max_message_size = max_message_size
@@ -346,11 +363,13 @@ class Service:
             records = exc.records
             if exc.correlation_id:
                 self._reply_error(identity, exc.correlation_id, error_object(400, f"Malformed message: {exc}"))
-        for kind, _flags, cid, ttl_ms, pattern, body in records:
+        for kind, flags, cid, ttl_ms, pattern, body in records:
             if kind == KIND_REQUEST:
-                self._dispatch_request(identity, cid, ttl_ms, pattern, body)
+                self._dispatch_request(identity, cid, ttl_ms, pattern, body, flags & FLAG_STREAM != 0)
             elif kind == KIND_CANCEL:
                 self._cancel(identity, cid)
+            elif kind == KIND_CREDIT:
+                self._credit(identity, cid, body)
             elif kind == KIND_EVENT:
                 self._dispatch_event(pattern, body, cid, ttl_ms)
             else:
@@ -360,7 +379,9 @@ class Service:
                 if cid:
                     self._reply_error(identity, cid, error_object(400, f"Unsupported record kind {kind} ({name})"))
 
-    def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes) -> None:
+    def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes,
+                          stream: bool = False) -> None:
+        """Run the handler of one request; ``stream``: the caller reads a stream (FLAG_STREAM)."""
         self.stats.requests += 1
         handler = self._message_handlers.get(pattern)
         if handler is None:
@@ -377,6 +398,12 @@ class Service:
         if self._draining:
             self._reply_error(identity, cid, error_object(503, f"Service {self.name!r} is shutting down"))
             return
+        if handler.is_stream and not stream:
+            # A plain request cannot carry a stream back (the reverse is fine: one reply ends it).
+            self.stats.stream_mismatches += 1
+            self._reply_error(identity, cid, error_object(
+                400, f"Pattern {pattern_repr(pattern)!r} streams its replies: call it with stream(), not send()"))
+            return
         decoder = handler.decoder
         try:
             payload = codec.decode_with(decoder, body) if decoder is not None else None
@@ -387,7 +414,11 @@ class Service:
         deadline = self._received_at + ttl_ms / 1000 if ttl_ms else None
         ctx = None
         if handler.context_param is not None:
-            ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name, "request", deadline)
+            ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name,
+                          "stream" if handler.is_stream else "request", deadline)
+        if handler.is_stream:
+            self._start_stream(identity, cid, handler, payload, ctx, deadline)
+            return
         if handler.is_async and self.max_concurrency is not None and len(self._running) >= self.max_concurrency:
             self.stats.queued += 1
             self._waiting.append((identity, cid, handler, payload, ctx, deadline))
@@ -416,6 +447,9 @@ class Service:
 
     def _cancel(self, identity: bytes, cid: int) -> None:
         """The caller gave up on a request: cancel its handler if it is still running or waiting."""
+        if self._streams.cancel(identity, cid):
+            self.stats.cancelled += 1
+            return
         task = self._running.pop((identity, cid), None)
         if task is not None:
             self.stats.cancelled += 1
@@ -454,6 +488,58 @@ class Service:
         self.stats.handler_errors += 1
         log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc)
         self._reply_error(identity, cid, INTERNAL_ERROR)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def _start_stream(self, identity: bytes, cid: int, handler: Handler, payload: Any, ctx: Context | None,
+                      deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            self.stats.deadline_expired += 1
+            return
+        try:
+            self._streams.start(identity, cid, handler, partial(handler.call, payload, ctx), ctx)
+        except ZmsgError as exc:
+            self._reply_error(identity, cid, error_object(400, str(exc)))
+            return
+        self.stats.streams += 1
+
+    def _credit(self, identity: bytes, cid: int, body: bytes) -> None:
+        error = self._streams.credit(identity, cid, body)
+        self.stats.stale_credits = self._streams.stale_credits
+        self.stats.malformed_credits = self._streams.malformed_credits
+        if error is not None:
+            self._peer_log.warning("%s: stream %d from %s: %s", self.name, cid, identity.hex(), error)
+            self._reply_error(identity, cid, error_object(400, error))
+
+    def _track_task(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _stream_item(self, identity: bytes, cid: int, value: Any) -> None:
+        """One item of a running stream joins its caller's batch (TypeError: not encodable)."""
+        body = codec.encode(value)
+        self.stats.stream_items += 1
+        batch = self._pending.get(identity)
+        if batch is None:
+            batch = self._pending[identity] = BatchBuilder()
+        batch.add(KIND_STREAM_ITEM, 0, cid, 0, b"", body)
+        if (batch.count >= STREAM_FLUSH_AT or batch.external_bytes >= FLUSH_EXTERNAL_BYTES) and self._router is not None:
+            del self._pending[identity]
+            self._send_replies(self._router, identity, batch)
+        elif not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _stream_end(self, identity: bytes, cid: int) -> None:
+        self._batch_for(identity).add(KIND_STREAM_END, 0, cid, 0, b"", b"")
+        self._schedule_flush()
+
+    def _stream_failed(self, identity: bytes, cid: int, handler: Any, exc: BaseException, ctx: Any) -> None:
+        self._handler_failed(identity, cid, handler, exc)
+        self._schedule_flush()
+
+    def _stream_stopped_here(self, identity: bytes, cid: int) -> None:
+        self._reply_error(identity, cid, error_object(503, "Stream cancelled by the service"))
+        self._schedule_flush()
 
     def _reply(self, identity: bytes, cid: int, result: Any) -> None:
         try:
