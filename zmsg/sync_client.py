@@ -9,15 +9,21 @@ out on one XPUB shared by all threads behind a lock; ``connect`` first does the 
 ``$zmsg.hello`` handshake as ``ClientProxy`` and waits for every service's subscription, so no
 event emitted after it returns falls into PUB/SUB's slow-joiner gap. Records, codec and errors
 are the async client's: both speak the same wire protocol and raise the same exceptions.
+
+``stream()`` returns a plain iterator over a generator handler's items (the rules are
+zmsg/stream_core.py's, as for ``ClientProxy``). A stream has its own DEALER to one endpoint,
+watched by a socket monitor: its credit records must reach the service that runs it, the
+thread may make other calls while iterating, and a lost connection ends it at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Self
 
 from zmsg import _framing, codec
@@ -44,11 +50,12 @@ from zmsg.client_core import (
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import ProtocolError, RequestTimeout, ServiceUnavailable
-from zmsg.protocol import EXTERNAL_BODY_THRESHOLD, KIND_REPLY, KIND_REQUEST, BatchBuilder
-from zmsg.transport.blocking import BlockingDealer, BlockingPublisher, ask_each
+from zmsg.protocol import EXTERNAL_BODY_THRESHOLD, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, BatchBuilder
+from zmsg.stream_core import END, ClientStream, add_credit, open_stream
+from zmsg.transport.blocking import BlockingDealer, BlockingPublisher, WatchedDealer, ask_each
 from zmsg.transport.security import CurveClient
 
-__all__ = ["SyncClientProxy"]
+__all__ = ["SyncClientProxy", "SyncStream"]
 
 log = logging.getLogger("zmsg.client")
 
@@ -87,6 +94,7 @@ class SyncClientProxy:
         heartbeat: float | None = DEFAULTS.heartbeat,
         security: CurveClient | None = None,
         event_hwm: int = DEFAULTS.event_hwm,
+        stream_window: int = DEFAULTS.stream_window,
     ) -> None:
         """The options mean what they mean for ``ClientProxy`` (declared once, with their
         constraints, in ``zmsg.client_core.ClientOptions``); ``max_in_flight`` and ``flush_at``
@@ -95,7 +103,7 @@ class SyncClientProxy:
         self.options = options = client_options(
             "SyncClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_message_size=max_message_size,
-            heartbeat=heartbeat, event_hwm=event_hwm)
+            heartbeat=heartbeat, event_hwm=event_hwm, stream_window=stream_window)
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
         self.emit_timeout = options.emit_wait
@@ -104,6 +112,7 @@ class SyncClientProxy:
         self.max_message_size = options.max_message_size
         self.heartbeat = options.heartbeat
         self.event_hwm = options.event_hwm
+        self.stream_window = options.stream_window
         self.security = security
         self.service_name: str | None = None
         self.timeouts = 0
@@ -118,6 +127,7 @@ class SyncClientProxy:
         self._events_ready = False
         self._stamper = EventStamper()
         self._closed = False
+        self._next_endpoint = itertools.count()
 
     # -- public API ------------------------------------------------------------------------
 
@@ -171,6 +181,25 @@ class SyncClientProxy:
             dealer.send(batch.take())
             first = dealer.recv_first(timeout)
         return self._await_reply(dealer, first, cid, route, timeout, started)
+
+    def stream(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+               metadata: dict[str, str] | None = None, response_type: Any = None) -> SyncStream:
+        """Streaming reply: ``for item in client.stream(pattern, data):``, with the semantics of
+        ``ClientProxy.stream`` (per-item ``timeout``, ``response_type`` per item, errors after the
+        items received, early exit cancels at the service). Leaving the loop early closes the
+        stream when the iterator is collected; ``with client.stream(...) as items:`` or
+        ``items.close()`` does it deterministically."""
+        if metadata:
+            raise NotImplementedError("stream metadata arrives with the request metadata section (issue 9)")
+        if self._closed:
+            raise ServiceUnavailable("this SyncClientProxy is closed")
+        timeout = call_timeout(timeout, self.timeout)
+        route = encode_pattern(pattern)
+        body = codec.encode(data)
+        if len(body) + len(route) > self.max_message_size:
+            check_size(route, body, self.max_message_size)
+        decoder = codec.typed_decoder(response_type) if response_type is not None else None
+        return SyncStream(self, route, body, timeout, decoder)
 
     def emit(self, pattern: Pattern, data: Any = None) -> None:
         """Publish an event to every connected service; returns once the transport accepted it.
@@ -312,6 +341,124 @@ class SyncClientProxy:
                 self.timeouts += 1
                 raise RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s")
             frame = dealer.recv_first(remaining)
+
+
+class SyncStream(Iterator[Any]):
+    """The items of one stream, for blocking code; cold: the request goes on the first ``next``."""
+
+    __slots__ = ("_client", "_route", "_body", "timeout", "_decoder", "_core", "_dealer", "_done", "late_records")
+
+    def __init__(self, client: SyncClientProxy, route: bytes, body: bytes, timeout: float, decoder: Any) -> None:
+        self._client = client
+        self._route = route
+        self._body = body
+        self.timeout = timeout
+        self._decoder = decoder
+        self._core: ClientStream | None = None
+        self._dealer: WatchedDealer | None = None
+        self._done = False
+        self.late_records = 0
+
+    def __iter__(self) -> SyncStream:
+        return self
+
+    def __next__(self) -> Any:
+        core = self._core
+        if core is None:
+            if self._done:
+                raise StopIteration
+            core = self._open()
+        try:
+            while not core.ready:
+                self._receive(core)
+            value = core.next_item()
+        except BaseException:
+            self.close()
+            raise
+        if value is END:
+            self.close()
+            raise StopIteration
+        granted = core.credit_due()
+        if granted and self._dealer is not None:
+            batch = BatchBuilder()
+            add_credit(batch, core.correlation_id, granted)
+            self._dealer.send(batch.take())
+        return value
+
+    def _open(self) -> ClientStream:
+        client = self._client
+        if client._closed:
+            raise ServiceUnavailable("this SyncClientProxy is closed")
+        endpoints = client.endpoints
+        endpoint = endpoints[next(client._next_endpoint) % len(endpoints)]
+        dealer = self._dealer = WatchedDealer(endpoint, heartbeat=client.heartbeat, security=client.security)
+        core = self._core = ClientStream(1, self._route, client.stream_window, self._decoder)  # a private socket
+        batch = BatchBuilder()
+        open_stream(batch, 1, request_ttl_ms(self.timeout), self._route, self._body, client.stream_window)
+        try:
+            dealer.send(batch.take())
+        except BaseException:
+            self.close()
+            raise
+        return core
+
+    def _receive(self, core: ClientStream) -> None:
+        dealer = self._dealer
+        assert dealer is not None
+        try:
+            frame = dealer.recv_first(self.timeout)
+        except ServiceUnavailable as exc:
+            core.fail(exc, service_gone=True)
+            return
+        if frame is None:
+            self._client.timeouts += 1
+            core.fail(RequestTimeout(f"no item of stream {pattern_repr(self._route)!r} within {self.timeout:g} s"),
+                      service_gone=False)
+            return
+        records, fault = read_replies((frame,))
+        if fault is not None:
+            records, fault = read_replies([frame, *dealer.recv_rest()])
+        cid = core.correlation_id
+        for kind, _flags, record_id, _ttl, _pattern, body in records:
+            if record_id == cid:
+                core.on_record(kind, body)
+            else:
+                self.late_records += 1
+        if fault is not None:
+            core.fail(malformed_reply(fault), service_gone=False)
+
+    def close(self) -> None:
+        """Stop reading: tell the service to stop (its generator is closed) and free the socket."""
+        if self._done:
+            return
+        self._done = True
+        core, dealer = self._core, self._dealer
+        self._dealer = None
+        if dealer is None:
+            return
+        linger = 0
+        if core is not None and core.close():
+            batch = BatchBuilder()
+            batch.add(KIND_CANCEL, 0, core.correlation_id, 0, b"", b"")
+            try:
+                dealer.send(batch.take())
+                linger = 1000  # let ZeroMQ deliver the cancel after the socket is closed
+            except ServiceUnavailable:
+                pass
+        dealer.close(linger_ms=linger)
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._done:
+            try:
+                self.close()
+            except Exception:  # interpreter exit: the socket goes with the context
+                pass
 
 
 def _hello_answer(endpoint: str, frames: list[bytes]) -> Hello:

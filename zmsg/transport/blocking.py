@@ -6,6 +6,8 @@ thread, no loop, no queue. Timeouts are ZeroMQ's own (``RCVTIMEO``/``SNDTIMEO``)
 they change. A ZeroMQ socket must not be used by two threads at once, so the owner gives each
 thread its own ``BlockingDealer`` and guards the one ``BlockingPublisher`` with a lock. Like the
 rest of the transport, this module moves frames and knows nothing of records or patterns.
+A ``WatchedDealer`` (one endpoint, for long-lived streams) also reads its socket monitor while
+it waits, so a service that dies mid-stream is reported at once, not after the timeout.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from typing import Any
 import zmq
 
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
-from zmsg.errors import ServiceUnavailable
+from zmsg.errors import AuthenticationFailed, ServiceUnavailable
 from zmsg.transport.sockets import (
     Security,
+    connect_all,
     connect_dealer,
     connect_publisher,
     subscription_change,
 )
 
-__all__ = ["BlockingDealer", "BlockingPublisher", "ask_each"]
+__all__ = ["BlockingDealer", "WatchedDealer", "BlockingPublisher", "ask_each"]
 
 _NO_TIMEOUT = -1
 
@@ -104,6 +107,72 @@ class BlockingDealer:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+
+
+class WatchedDealer(BlockingDealer):
+    """A DEALER to one endpoint whose waits end early when its connection is lost or refused."""
+
+    __slots__ = ("endpoint", "_monitor", "_poller", "_connected")
+
+    def __init__(self, endpoint: str, *, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                 security: Security | None = None) -> None:
+        self.sock = connect_dealer([endpoint], heartbeat=heartbeat, security=security, connect=False)
+        self._rcvtimeo = _NO_TIMEOUT
+        self.endpoint = endpoint
+        # Monitor first, connect second: a fast handshake must not happen before we listen.
+        self._monitor: zmq.Socket[Any] = self.sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        connect_all(self.sock, [endpoint])
+        self._poller = zmq.Poller()
+        self._poller.register(self.sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._connected = False
+
+    def recv_first(self, timeout: float) -> bytes | None:
+        """The first frame of the next message, or None after ``timeout`` s; raises
+        ``ServiceUnavailable`` when the connection drops meanwhile (``AuthenticationFailed``
+        when the service refused our CURVE credentials)."""
+        deadline = time.monotonic() + timeout
+        sock = self.sock
+        try:
+            while True:
+                try:
+                    frame: bytes = sock.recv(zmq.NOBLOCK)
+                    return frame
+                except zmq.Again:
+                    pass
+                self._read_events()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._poller.poll(_ms(remaining))
+        except zmq.ZMQError as exc:
+            raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
+
+    def _read_events(self) -> None:
+        while True:
+            try:
+                frames = self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = int.from_bytes(frames[0][:2], "little")
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connected = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                raise ServiceUnavailable(f"connection to {self.endpoint} lost during the stream")
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                raise AuthenticationFailed(f"{self.endpoint} refused this client's CURVE credentials")
+            else:
+                raise AuthenticationFailed(f"{self.endpoint} failed the security handshake")
+
+    def close(self, linger_ms: int = 0) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self._monitor.close(linger=0)
+        self.sock.close(linger=linger_ms)
 
 
 class BlockingPublisher:
