@@ -3,6 +3,7 @@
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import zmsg
 
@@ -70,15 +71,15 @@ def endless_sync(name: str) -> Iterator[int]:
 
 
 @service.message_pattern("slow_after")
-async def slow_after(n: int) -> AsyncIterator[int]:
-    """``n`` items, then silence (a consumer's per-item timeout fires)."""
+async def slow_after(spec: dict[str, Any]) -> AsyncIterator[int]:
+    """``spec["n"]`` items, then silence (a consumer's per-item timeout fires)."""
     try:
-        for i in range(n):
+        for i in range(spec["n"]):
             yield i
         await asyncio.sleep(3600)
         yield -1
     finally:
-        finalized["slow_after"] = finalized.get("slow_after", 0) + 1
+        finalized[spec["name"]] = finalized.get(spec["name"], 0) + 1
 
 
 @service.message_pattern("progress")

@@ -298,7 +298,7 @@ class Service:
         # Replies of sync handlers are flushed once the reader has drained its socket.
         router.on_idle = self._flush_replies
         self._endpoint, self._events_endpoint = endpoint, events_endpoint
-        self._draining = False
+        self._draining = self._streams.draining = False
         self._started_at = time.monotonic()
 
     @property
@@ -310,6 +310,7 @@ class Service:
         if self._router is None:
             return
         self._draining = True
+        self._streams.drain()
         if self._subscriber is not None:
             # Events already received by ZeroMQ are handled, not thrown away with the socket.
             self._subscriber.drain()

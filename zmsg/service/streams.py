@@ -79,7 +79,7 @@ class _Stream:
 class Streams:
     """The streams running in one service, by (caller identity, correlation id)."""
 
-    __slots__ = ("_sink", "_running", "stale_credits", "malformed_credits")
+    __slots__ = ("_sink", "_running", "stale_credits", "malformed_credits", "draining")
 
     def __init__(self, sink: StreamSink) -> None:
         self._sink = sink
@@ -87,6 +87,8 @@ class Streams:
         self.stale_credits = 0
         """Credit for a stream not running here (it ended meanwhile, or was refused): dropped."""
         self.malformed_credits = 0
+        self.draining = False
+        """The service is stopping: a stream that runs out of credit ends (503) instead of waiting."""
 
     def __len__(self) -> int:
         return len(self._running)
@@ -118,6 +120,14 @@ class Streams:
             stream.grant(count)
         return None
 
+    def drain(self) -> None:
+        """Stop streams waiting for credit now (they wait on their caller, not on work); those
+        producing keep going until their credit runs out or the service's grace ends."""
+        self.draining = True
+        for stream in self._running.values():
+            if stream.waiter is not None and stream.task is not None:
+                stream.task.cancel()
+
     def cancel(self, identity: bytes, cid: int) -> bool:
         """The caller left: close its generator (its ``finally`` runs). False: no such stream."""
         stream = self._running.pop((identity, cid), None)
@@ -141,6 +151,8 @@ class Streams:
                 sent = 0
                 while True:
                     if stream.credit <= 0:
+                        if self.draining:
+                            raise asyncio.CancelledError
                         await stream.wait_credit()
                     try:
                         item = await anext()
@@ -157,6 +169,8 @@ class Streams:
                 sent = 0
                 while True:
                     if stream.credit <= 0:
+                        if self.draining:
+                            raise asyncio.CancelledError
                         await stream.wait_credit()
                     try:
                         item = produce()
