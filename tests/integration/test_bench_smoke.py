@@ -28,7 +28,7 @@ def _positive(value: Any) -> bool:
 def test_bench_reports_every_workload_with_a_ratio_against_raw() -> None:
     report = _bench("--count", "300", "--client", "async")
     workloads = report["workloads"]
-    assert set(workloads) == {"W1", "W2", "W3", "W4"}
+    assert set(workloads) == {"W1", "W2", "W3", "W4", "W5", "W6"}
     for key, entry in workloads.items():
         assert entry["workload"] == key
         for impl in ("zmsg", "raw"):
@@ -42,6 +42,8 @@ def test_bench_reports_every_workload_with_a_ratio_against_raw() -> None:
     for impl in ("zmsg", "raw"):
         w3 = workloads["W3"][impl]
         assert w3["lost"] == 0 and w3["emitted"] == w3["count"] == 300
+        assert workloads["W5"][impl]["count"] == workloads["W6"][impl]["count"] == 300
+        assert workloads["W5"][impl]["streams"] == 1 and workloads["W6"][impl]["streams"] == 64
     assert report["machine"]["nproc"] >= 1 and report["machine"]["cpu"]
 
 

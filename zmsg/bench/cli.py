@@ -20,10 +20,12 @@ workloads (fixed, so results compare across versions and machines):
   W2 throughput  the same request, 64 in flight from one client process, 200,000 requests
   W3 events      500,000 user_created events to one service that decodes and counts them
   W4 bulk        64 KiB payload echoed, 64 in flight, 20,000 requests
+  W5 stream      one stream of 1,000,000 small items (ints); raw: one message per item
+  W6 streams     64 concurrent streams, 1,000,000 items in all (--in-flight streams)
 
 Each workload also runs on raw blocking pyzmq (same work, same window) in the same run;
 the zmsg/raw ratio is the number to read. A service given with --endpoint must serve the
-bench patterns: {"cmd": "sum"}, {"cmd": "echo"}, {"cmd": "bench_stats"} and the event
+bench patterns: {"cmd": "sum"}, {"cmd": "echo"}, {"cmd": "stream"}, {"cmd": "bench_stats"} and the event
 user_created (simplest: `zmsg serve zmsg.bench.service:service --bind tcp://0.0.0.0:PORT`).
 
 examples:
@@ -73,7 +75,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``bench`` on the ``zmsg`` command's subparsers."""
     bench = sub.add_parser(
         "bench",
-        help="measure zmsg against raw pyzmq (W1-W4), or sweep in-flight and payload size",
+        help="measure zmsg against raw pyzmq (W1-W6), or sweep in-flight and payload size",
         description="Run the standard workloads on zmsg and on raw pyzmq in the same run and print "
                     "the zmsg/raw ratios. Service and clients run in separate processes over loopback TCP.",
         epilog=EPILOG,
@@ -86,7 +88,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                       help="timed requests/events per workload (default: the workload's)")
     size.add_argument("--duration", "-d", type=_positive_float, help="run each workload for this many seconds instead")
     bench.add_argument("--in-flight", type=_positive_int, default=DEFAULT_IN_FLIGHT,
-                       help=f"requests outstanding in W2 and W4 (default {DEFAULT_IN_FLIGHT})")
+                       help=f"requests outstanding in W2 and W4, streams in W6 (default {DEFAULT_IN_FLIGHT})")
     bench.add_argument("--payload-size", type=parse_size, default=DEFAULT_PAYLOAD_SIZE,
                        help="W4 payload size in bytes, K/M suffixes allowed (default 64K)")
     bench.add_argument("--endpoint", help="measure a zmsg service already running there (no raw baseline "

@@ -9,6 +9,10 @@ into the slow-joiner gap) sends one message per event to a SUB; both high-water 
 unbounded, so the baseline loses nothing. The SUB side runs in a second thread of the server
 process; it is idle (blocked in ZeroMQ, GIL released) whenever the request side is measured.
 
+Streams (W5, W6): a request ``n`` is answered by ``n`` messages ``[identity, header, item]``, one
+per item, as fast as the blocking server can send them (no flow control: the baseline only pays
+for moving the items).
+
 Server: ``python -m zmsg.bench.raw --bind tcp://127.0.0.1:0`` prints
 ``raw: serving on ENDPOINT (events on ENDPOINT)``.
 """
@@ -34,6 +38,7 @@ from zmsg.bench.workloads import (
     echo_payload,
     event_payloads,
     make_result,
+    stream_split,
 )
 from zmsg.transport.sockets import events_connect_endpoint
 
@@ -42,6 +47,7 @@ __all__ = ["serve", "run_job", "OP_SUM", "OP_ECHO", "OP_STATS"]
 OP_SUM = 1
 OP_ECHO = 2
 OP_STATS = 3
+OP_STREAM = 4
 EVENT_PREFIX = b"user_created\x00"
 _HEADER = struct.Struct("<QB")
 _OPS = {"sum": OP_SUM, "echo": OP_ECHO}
@@ -76,6 +82,7 @@ def _serve_requests(router: zmq.Socket[Any], counter: _Counter, events: str) -> 
     encode = msgspec.msgpack.Encoder().encode
     decode_sum = msgspec.msgpack.Decoder(list[int]).decode
     decode_echo = msgspec.msgpack.Decoder(bytes).decode
+    decode_count = msgspec.msgpack.Decoder(int).decode
     while True:
         identity, header, body = recv()
         op = header[8]
@@ -83,6 +90,10 @@ def _serve_requests(router: zmq.Socket[Any], counter: _Counter, events: str) -> 
             out = encode(sum(decode_sum(body)))
         elif op == OP_ECHO:
             out = encode(decode_echo(body))
+        elif op == OP_STREAM:
+            for i in range(decode_count(body)):
+                send([identity, header, encode(i)])
+            continue
         else:
             out = encode({"user_created": counter.user_created, "framing": "raw", "events": events})
         send([identity, header, out])
@@ -164,6 +175,38 @@ def _requests(dealer: zmq.Socket[Any], job: Job, count: int, progress: Progress 
     return make_result(job, done, elapsed, latencies, cpu_s=time.process_time() - cpu0)
 
 
+def _streams(dealer: zmq.Socket[Any], job: Job, count: int, progress: Progress | None) -> dict[str, Any]:
+    """``job.in_flight`` streams at once carrying ``count`` items in all, one message per item."""
+    parts = stream_split(count, job.in_flight)
+    encode = msgspec.msgpack.Encoder().encode
+    decode = msgspec.msgpack.Decoder(int).decode
+    unpack = _HEADER.unpack
+    send = dealer.send_multipart
+    recv = dealer.recv_multipart
+    perf = time.perf_counter_ns
+    expect = [0] * len(parts)
+    total = sum(parts)
+    done = 0
+    cpu0 = time.process_time()
+    start = last_report = perf()
+    for index, n in enumerate(parts):
+        send([_HEADER.pack(index, OP_STREAM), encode(n)])
+    while done < total:
+        header, body = recv()
+        index = unpack(header)[0]
+        if decode(body) != expect[index]:
+            raise RuntimeError(f"raw stream {index} out of order at item {expect[index]}")
+        expect[index] += 1
+        done += 1
+        if progress is not None and not done & 4095:
+            now = perf()
+            if now - last_report > 250_000_000:
+                last_report = now
+                progress(done, count)
+    elapsed = (perf() - start) / 1e9
+    return make_result(job, done, elapsed, None, streams=len(parts), cpu_s=time.process_time() - cpu0)
+
+
 def _events(ctx: zmq.Context[Any], dealer: zmq.Socket[Any], events_endpoint: str, job: Job,
             count: int, progress: Progress | None) -> dict[str, Any]:
     pub = ctx.socket(zmq.XPUB)
@@ -236,6 +279,10 @@ def run_job(job: Job, endpoint: str, events_endpoint: str | None, progress: Prog
                 warm = Job(job.workload, job.op, job.warmup, 0)
                 _events(ctx, dealer, events_endpoint, warm, job.warmup, None)
             return _events(ctx, dealer, events_endpoint, job, job.count, progress)
+        if job.op == "stream":
+            if job.warmup:
+                _streams(dealer, Job(job.workload, job.op, job.warmup, 0, job.in_flight), job.warmup, None)
+            return _streams(dealer, job, job.count, progress)
         if job.warmup:
             warm = Job(job.workload, job.op, job.warmup, 0, job.in_flight, job.payload_size)
             _requests(dealer, warm, job.warmup, None)

@@ -82,6 +82,8 @@ def _rows(entry_id: str, entry: dict[str, Any]) -> list[list[str]]:
         rows = [("replies/s", "rate", "/s"), ("p50 latency (us)", "p50_us", "us")]
     elif entry["workload"] == "W3":
         rows = [("events/s (seen)", "rate", "/s")]
+    elif entry["workload"] in ("W5", "W6"):
+        rows = [("items/s", "rate", "/s")]
     else:
         rows = [("MB/s", "mb_per_s", "MB/s"), ("p50 latency (us)", "p50_us", "us")]
     out: list[list[str]] = []

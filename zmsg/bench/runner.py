@@ -34,7 +34,7 @@ from zmsg.bench.workloads import DEFAULT_IN_FLIGHT, DEFAULT_PAYLOAD_SIZE, WORKLO
 __all__ = ["BenchOptions", "run_bench", "machine_info", "servers", "SYNC_W1_TARGET"]
 
 SYNC_W1_TARGET = 1.1
-_OPS = {"W1": "sum", "W2": "sum", "W3": "events", "W4": "echo"}
+_OPS = {"W1": "sum", "W2": "sum", "W3": "events", "W4": "echo", "W5": "stream", "W6": "stream"}
 
 
 @dataclass

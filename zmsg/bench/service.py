@@ -6,16 +6,25 @@ It serves exactly the patterns the workloads use; a service measured with
 - ``{"cmd": "sum"}``: list[int] -> int (W1, W2)
 - ``{"cmd": "echo"}``: bytes -> the same bytes (W4, sweep)
 - event ``user_created``: decoded into ``UserCreated`` and counted (W3)
+- ``{"cmd": "stream"}``: n -> a stream of the items 0..n-1 (W5, W6)
 - ``{"cmd": "bench_stats"}``: -> ``{"user_created": count, "framing": "cython" | "python"}``,
   how the emitter learns how many events arrived (so losses are measured, not assumed)
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from zmsg import _framing
-from zmsg.bench.workloads import ECHO_PATTERN, EVENT_PATTERN, STATS_PATTERN, SUM_PATTERN, UserCreated
+from zmsg.bench.workloads import (
+    ECHO_PATTERN,
+    EVENT_PATTERN,
+    STATS_PATTERN,
+    STREAM_PATTERN,
+    SUM_PATTERN,
+    UserCreated,
+)
 from zmsg.service import Service
 
 __all__ = ["service"]
@@ -32,6 +41,11 @@ def total(data: list[int]) -> int:
 @service.message_pattern(ECHO_PATTERN)
 def echo(data: bytes) -> bytes:
     return data
+
+
+@service.message_pattern(STREAM_PATTERN)
+def stream(n: int) -> Iterator[int]:
+    yield from range(n)
 
 
 @service.event_pattern(EVENT_PATTERN)

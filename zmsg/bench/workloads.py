@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W4, fixed so results compare across versions and machines.
+"""The benchmark workloads W1-W6, fixed so results compare across versions and machines.
 
 Both sides of a run (zmsg and the raw pyzmq baseline) take their payloads, counts and metric
 definitions from here, so a ratio always compares the same work. A ``Job`` is one workload run
@@ -22,6 +22,8 @@ __all__ = [
     "ECHO_PATTERN",
     "STATS_PATTERN",
     "EVENT_PATTERN",
+    "STREAM_PATTERN",
+    "stream_split",
     "SUM_PAYLOAD",
     "SUM_RESULT",
     "DEFAULT_IN_FLIGHT",
@@ -38,6 +40,7 @@ SUM_PATTERN: dict[str, str] = {"cmd": "sum"}
 ECHO_PATTERN: dict[str, str] = {"cmd": "echo"}
 STATS_PATTERN: dict[str, str] = {"cmd": "bench_stats"}
 EVENT_PATTERN = "user_created"
+STREAM_PATTERN: dict[str, str] = {"cmd": "stream"}  # n -> the items 0..n-1, one small int each
 
 SUM_PAYLOAD: list[int] = list(range(1, 11))
 SUM_RESULT = sum(SUM_PAYLOAD)
@@ -74,6 +77,9 @@ WORKLOADS: dict[str, Workload] = {
     "W2": Workload("W2", "throughput", 200_000, 2_000, "rate", "replies/s", True, 3.0, DEFAULT_IN_FLIGHT),
     "W3": Workload("W3", "events", 500_000, 2_000, "rate", "events/s", True, 2.0, None),
     "W4": Workload("W4", "bulk", 20_000, 500, "mb_per_s", "MB/s", True, 0.9, DEFAULT_IN_FLIGHT),
+    # Streams: items/s received from one stream, and from 64 concurrent streams (count = all items).
+    "W5": Workload("W5", "stream", 1_000_000, 10_000, "rate", "items/s", True, 2.0, None),
+    "W6": Workload("W6", "streams", 1_000_000, 10_000, "rate", "items/s", True, 2.0, DEFAULT_IN_FLIGHT),
 }
 
 
@@ -93,6 +99,12 @@ class Job:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def stream_split(count: int, streams: int) -> list[int]:
+    """How many items each of ``streams`` concurrent streams carries: ``count`` in all."""
+    streams = max(1, min(streams, count))
+    return [count // streams + (1 if i < count % streams else 0) for i in range(streams)]
 
 
 def event_payloads() -> list[dict[str, str]]:

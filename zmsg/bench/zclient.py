@@ -3,6 +3,8 @@
 Throughput runs ``in_flight`` caller coroutines, each awaiting its own ``send()`` in turn (no
 gather of pre-built requests), so every request pays the full per-call cost a real caller pays.
 Events are emitted from one coroutine; how many arrived is asked of the service afterwards.
+Streams run ``in_flight`` ``async for`` loops at once over ``client.stream``, each checking its
+items' order, as a caller would.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from zmsg.bench.workloads import (
     ECHO_PATTERN,
     EVENT_PATTERN,
     STATS_PATTERN,
+    STREAM_PATTERN,
     SUM_PATTERN,
     SUM_PAYLOAD,
     SUM_RESULT,
@@ -23,6 +26,7 @@ from zmsg.bench.workloads import (
     echo_payload,
     event_payloads,
     make_result,
+    stream_split,
 )
 from zmsg.client import ClientProxy
 
@@ -83,6 +87,32 @@ def _reporter(done: Callable[[], int], total: int, progress: Progress | None) ->
     return asyncio.ensure_future(report())
 
 
+async def _streams(client: ClientProxy, job: Job, count: int, progress: Progress | None) -> dict[str, Any]:
+    parts = stream_split(count, job.in_flight)
+    done = [0] * len(parts)
+
+    async def one(index: int, n: int) -> None:
+        expect = 0
+        async for item in client.stream(STREAM_PATTERN, n):
+            if item != expect:
+                raise RuntimeError(f"stream {index} out of order at item {expect}: {item!r:.40}")
+            expect += 1
+            if not expect & 4095:
+                done[index] = expect
+        done[index] = expect
+
+    reporter = _reporter(lambda: sum(done), count, progress)
+    perf = time.perf_counter_ns
+    cpu0 = time.process_time()
+    start = perf()
+    try:
+        await asyncio.gather(*(one(i, n) for i, n in enumerate(parts)))
+    finally:
+        elapsed = (perf() - start) / 1e9
+        reporter.cancel()
+    return make_result(job, sum(done), elapsed, None, streams=len(parts), cpu_s=time.process_time() - cpu0)
+
+
 async def _events(client: ClientProxy, job: Job, count: int, progress: Progress | None) -> dict[str, Any]:
     payloads = event_payloads()
     mask = len(payloads) - 1
@@ -140,6 +170,10 @@ async def run_job(job: Job, endpoint: str, progress: Progress | None = None) -> 
             if job.warmup:
                 await _events(client, Job(job.workload, job.op, job.warmup, 0), job.warmup, None)
             result = await _events(client, job, job.count, progress)
+        elif job.op == "stream":
+            if job.warmup:
+                await _streams(client, Job(job.workload, job.op, job.warmup, 0, job.in_flight), job.warmup, None)
+            result = await _streams(client, job, job.count, progress)
         else:
             if job.warmup:
                 warm = Job(job.workload, job.op, job.warmup, 0, job.in_flight, job.payload_size)
