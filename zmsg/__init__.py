@@ -26,6 +26,8 @@ _EXPORTS = {
     "message_pattern": "zmsg.service",
     "event_pattern": "zmsg.service",
     "Context": "zmsg.service",
+    # the request pipeline (middleware on both sides)
+    "Call": "zmsg.client_core",
     # calling
     "ClientProxy": "zmsg.client",
     "PendingRequest": "zmsg.client",
@@ -53,6 +55,7 @@ _EXPORTS = {
     "ServiceUnavailable": "zmsg.errors",
     "AuthenticationFailed": "zmsg.errors",
     "MessageTooLarge": "zmsg.errors",
+    "ReplyValidationError": "zmsg.errors",
     "EndpointError": "zmsg.errors",
     "ProtocolError": "zmsg.errors",
     "ConfigError": "zmsg.errors",
@@ -69,6 +72,9 @@ if TYPE_CHECKING:  # explicit "X as X" re-exports, so type checkers see the publ
     )
     from zmsg.client import (
         PendingRequest as PendingRequest,
+    )
+    from zmsg.client_core import (
+        Call as Call,
     )
     from zmsg.config import (
         ClientSettings as ClientSettings,
@@ -93,6 +99,9 @@ if TYPE_CHECKING:  # explicit "X as X" re-exports, so type checkers see the publ
     )
     from zmsg.errors import (
         ProtocolError as ProtocolError,
+    )
+    from zmsg.errors import (
+        ReplyValidationError as ReplyValidationError,
     )
     from zmsg.errors import (
         RequestTimeout as RequestTimeout,

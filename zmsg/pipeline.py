@@ -10,6 +10,10 @@ middleware in the order added, then the handler's own ``use=[...]``.
 With no middleware configured this module is not on the hot path at all: the service calls the
 handler directly, and sync handlers keep running inline. With middleware, a call is a coroutine.
 
+Clients run the same chains around their calls (``mw(call, call_next)`` where ``call`` is a
+``zmsg.Call``): ``run_chain`` for ``ClientProxy``, ``run_chain_sync`` (plain functions, no loop)
+for ``SyncClientProxy``.
+
 ``ExceptionHandlers`` maps an exception raised by a handler or a middleware to the error object
 the caller's ``RpcException`` carries: the most specific registered class in the exception's MRO
 wins. This module knows no socket, loop or wire format (only ``await``), so the service and an
@@ -30,13 +34,20 @@ __all__ = [
     "ExceptionHandler",
     "ExceptionHandlers",
     "NO_MATCH",
+    "SyncCallNext",
+    "SyncMiddleware",
     "check_middleware",
+    "check_sync_middleware",
     "run_chain",
+    "run_chain_sync",
 ]
 
 CallNext = Callable[[], Awaitable[Any]]
 # ``async def middleware(ctx: zmsg.Context, call_next) -> Any``
 Middleware = Callable[[Any, CallNext], Awaitable[Any]]
+SyncCallNext = Callable[[], Any]
+# ``def middleware(call: zmsg.Call, call_next) -> Any`` (SyncClientProxy)
+SyncMiddleware = Callable[[Any, SyncCallNext], Any]
 # ``def handler(exc, ctx) -> dict | str`` (or async)
 ExceptionHandler = Callable[[Any, Any], Any]
 
@@ -58,6 +69,29 @@ def check_middleware(middleware: Any) -> Middleware:
             "`async def middleware(ctx, call_next)`: it awaits call_next()"
         )
     return middleware  # type: ignore[no-any-return]
+
+
+def check_sync_middleware(middleware: Any) -> SyncMiddleware:
+    """Refuse, at construction, anything that is not a plain ``def mw(call, call_next)``."""
+    if not callable(middleware) or _is_async_callable(middleware):
+        raise TypeError(
+            f"SyncClientProxy middleware must be a plain function `def middleware(call, call_next)`, "
+            f"not {getattr(middleware, '__qualname__', middleware)!r}"
+        )
+    return middleware  # type: ignore[no-any-return]
+
+
+def run_chain_sync(chain: Sequence[SyncMiddleware], call: Any, endpoint: SyncCallNext) -> Any:
+    """``run_chain`` for blocking callers: each middleware calls ``call_next()`` directly."""
+
+    def step(index: int) -> SyncCallNext:
+        if index == len(chain):
+            return endpoint
+        middleware = chain[index]
+        following = step(index + 1)
+        return lambda: middleware(call, following)
+
+    return step(0)()
 
 
 def _step(chain: Sequence[Middleware], index: int, ctx: Any, endpoint: Callable[[], Any]) -> CallNext:

@@ -172,3 +172,16 @@ class Counter:
 
 
 service.include(Counter())
+
+
+@service.message_pattern("invoice")
+def invoice(invoice_id: int) -> dict[str, Any]:
+    """A reply for typed decoding; id 0 answers with a wrong field type."""
+    if invoice_id == 0:
+        return {"id": 0, "total": "not a number", "lines": []}
+    return {"id": invoice_id, "total": 9.5, "lines": ["widget"]}
+
+
+@service.message_pattern("numbers")
+def numbers(count: int) -> list[Any]:
+    return [0, 1, 2, "seven"] if count < 0 else list(range(count))
