@@ -177,3 +177,50 @@ def test_the_pipeline_imports_neither_zmq_nor_asyncio() -> None:
     code = "import sys, zmsg.pipeline; print(sorted(m for m in ('zmq', 'asyncio') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_in_memory_test_client_runs_the_same_pipeline() -> None:
+    from zmsg.testing import SyncTestClient
+
+    service = zmsg.Service("memory")
+    seen: list[str] = []
+
+    async def guard(ctx: zmsg.Context, call_next: CallNext) -> Any:
+        if ctx.metadata.get("authorization") != "Bearer ok":
+            raise zmsg.RpcException({"status": 401, "message": "Unauthorized"})
+        return await call_next()
+
+    async def tag(ctx: zmsg.Context, call_next: CallNext) -> Any:
+        seen.append(f"{ctx.kind}:{ctx.pattern}")
+        return await call_next()
+
+    service.use(tag)
+
+    @service.message_pattern("balance", use=[guard])
+    def balance(ctx: zmsg.Context) -> dict[str, str]:
+        return dict(ctx.metadata)
+
+    @service.message_pattern("lookup")
+    def lookup(key: str) -> str:
+        raise KeyError(key)
+
+    @service.event_pattern("audit")
+    def audit(entry: str) -> None:
+        seen.append(entry)
+
+    @service.exception_handler(LookupError)
+    async def missing(exc: LookupError, ctx: zmsg.Context) -> dict[str, Any]:
+        return {"status": 404, "message": f"no {exc.args[0]}"}
+
+    with SyncTestClient(service) as client:
+        assert client.send("balance", metadata={"authorization": "Bearer ok"}) == {"authorization": "Bearer ok"}
+        with pytest.raises(zmsg.RpcException) as info:
+            client.send("balance")
+        assert info.value.error == {"status": 401, "message": "Unauthorized"}
+        with pytest.raises(zmsg.RpcException) as info:
+            client.send("lookup", "k")
+        assert info.value.error == {"status": 404, "message": "no k"}
+        client.emit("audit", "entry", metadata={"trace": "t"})
+        assert client.send("balance", metadata={"authorization": "Bearer ok"}, response_type=dict[str, str])
+    assert seen == ["request:balance", "request:balance", "request:lookup", "event:audit", "entry",
+                    "request:balance"]
