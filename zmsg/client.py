@@ -22,6 +22,10 @@ sequence number so services can detect and count what they missed.
 reader queues each stream's items on its ``ClientStream`` and wakes the consumer once per
 message, not per item; credit goes back every half window consumed, batched with whatever else
 is queued for that peer. A stream waits on a timer only while its queue is empty.
+
+Metadata (the proxy's defaults under each call's) travels in a section of the record only when
+there is some. Client middleware (``middleware=[...]``) runs around a call only when configured:
+without it, awaiting a request is exactly the direct path.
 """
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Generator, Mapping, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 from zmsg import codec
 from zmsg.client_core import (
     DEFAULTS,
     HELLO_ROUTE,
     RETRYABLE,
+    Call,
     EventStamper,
     Hello,
     LinkEvent,
@@ -47,20 +52,24 @@ from zmsg.client_core import (
     check_size,
     client_options,
     malformed_reply,
+    merge_metadata,
     no_answer,
     pick_peer,
     read_hello,
     read_replies,
+    reply_decoder,
     reply_value,
     request_ttl_ms,
     resolve_endpoints,
     retry_attempts,
     retry_delay,
+    with_metadata,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
+from zmsg.pipeline import Middleware, check_middleware, run_chain
 from zmsg.protocol import FLUSH_EXTERNAL_BYTES, KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.stream_core import END, ClientStream, add_credit, open_stream
 from zmsg.transport import Channel, connect_dealer
@@ -123,32 +132,46 @@ class _Peer:
         self.events_endpoint: str | None = None
 
 
-_Waiter = tuple[asyncio.Future[Any], bytes, float, _Peer]
+# future, route, timeout, peer, typed decoder of the reply (None: untyped)
+_Waiter = tuple[asyncio.Future[Any], bytes, float, _Peer, Any]
+
+T = TypeVar("T")
 
 
-class PendingRequest:
-    """A request that is sent when, and only when, it is awaited (cold, like NestJS's Observable)."""
+class PendingRequest(Generic[T]):
+    """A request that is sent when, and only when, it is awaited (cold, like NestJS's Observable).
 
-    __slots__ = ("_client", "pattern", "data", "timeout", "retries")
+    Generic in the reply's type: ``send(..., response_type=Invoice)`` is a
+    ``PendingRequest[Invoice]``, so ``await`` gives an ``Invoice`` to type checkers too.
+    """
 
-    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int) -> None:
+    __slots__ = ("_client", "pattern", "data", "timeout", "retries", "metadata", "decoder", "_bare")
+
+    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int,
+                 metadata: dict[str, str] | None = None, decoder: Any = None, bare: bool = False) -> None:
         self._client = client
         self.pattern = pattern
         self.data = data
         self.timeout = timeout
         self.retries = retries
+        self.metadata = metadata
+        self.decoder = decoder
+        self._bare = bare  # already inside the client's middleware chain
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         client = self._client
         if client._closed:
             raise ServiceUnavailable("this ClientProxy is closed")
+        if client._middleware and not self._bare:
+            return (yield from client._through_middleware(self).__await__())  # type: ignore[no-any-return]
         if client._slot_waiters or len(client._inflight) >= client.max_in_flight:
             yield from client._wait_for_slot(self.timeout).__await__()
         attempt = 0
         while True:
-            cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None)
+            cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None, self.metadata,
+                                               self.decoder)
             try:
-                return (yield from future)
+                return (yield from future)  # type: ignore[no-any-return]
             except asyncio.CancelledError:
                 client._cancel(cid, peer)
                 raise
@@ -205,13 +228,14 @@ class Stream(AsyncIterator[Any]):
     ``ServiceUnavailable`` when the connection is lost mid-stream.
     """
 
-    __slots__ = ("_client", "pattern", "_route", "_body", "timeout", "_decoder", "_link", "_done")
+    __slots__ = ("_client", "pattern", "_route", "_flags", "_body", "timeout", "_decoder", "_link", "_done")
 
-    def __init__(self, client: ClientProxy, pattern: Pattern, route: bytes, body: bytes, timeout: float,
+    def __init__(self, client: ClientProxy, pattern: Pattern, route: bytes, flags: int, body: bytes, timeout: float,
                  decoder: Any) -> None:
         self._client = client
         self.pattern = pattern
         self._route = route
+        self._flags = flags
         self._body = body
         self.timeout = timeout
         self._decoder = decoder
@@ -226,7 +250,8 @@ class Stream(AsyncIterator[Any]):
         if link is None:
             if self._done:
                 raise StopAsyncIteration
-            link = self._link = self._client._open_stream(self._route, self._body, self.timeout, self._decoder)
+            link = self._link = self._client._open_stream(self._route, self._flags, self._body, self.timeout,
+                                                          self._decoder)
         core = link.core
         if not core.ready:
             await self._wait(link)
@@ -320,6 +345,8 @@ class ClientProxy:
         event_hwm: int = DEFAULTS.event_hwm,
         flush_at: int = DEFAULTS.flush_at,
         stream_window: int = DEFAULTS.stream_window,
+        metadata: Mapping[str, str] | None = DEFAULTS.metadata,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         """
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
@@ -331,15 +358,17 @@ class ClientProxy:
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
         ``event_hwm``: event messages queued per subscriber before ``emit`` waits;
         ``flush_at``: queued records that make a batch go at once; ``stream_window``: items a
-        service may send ahead of a stream's consumer (credit). Options are declared, with
-        their constraints, in ``zmsg.client_core.ClientOptions``.
+        service may send ahead of a stream's consumer (credit); ``metadata``: sent with every
+        request and event, under each call's own; ``middleware``: ``async def mw(call,
+        call_next)`` run around every call, outermost first. Options are declared, with their
+        constraints, in ``zmsg.client_core.ClientOptions``.
         """
         self.endpoints = resolve_endpoints("ClientProxy", endpoints)
         self.options = options = client_options(
             "ClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_in_flight=max_in_flight,
             max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at,
-            stream_window=stream_window)
+            stream_window=stream_window, metadata=metadata)
         # Plain attributes: the hot path reads them on every call.
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
@@ -352,6 +381,8 @@ class ClientProxy:
         self.flush_at = options.flush_at
         self.event_hwm = options.event_hwm
         self.stream_window = options.stream_window
+        self.metadata = options.metadata
+        self._middleware = tuple(check_middleware(mw) for mw in middleware)
         self.security = security
         self.stats = ClientStats()
         self.service_name: str | None = None
@@ -377,8 +408,24 @@ class ClientProxy:
 
     # -- public API ------------------------------------------------------------------------
 
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: None = None) -> PendingRequest[Any]: ...
+
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: type[T]) -> PendingRequest[T]: ...
+
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: Any) -> PendingRequest[Any]: ...
+
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
-             retries: int | None = None, idempotent: bool = False) -> PendingRequest:
+             retries: int | None = None, idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: Any = None) -> PendingRequest[Any]:
         """Request-reply: ``await client.send(pattern, data)`` returns the handler's result.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
@@ -386,32 +433,49 @@ class ClientProxy:
         connection dropped with the request in flight. Nothing is sent until it is awaited.
         Retries (``retries``, or the proxy's) apply only to calls declared ``idempotent``: a
         retried request may run twice, so zmsg never retries anything else.
+        ``metadata`` goes with the request, over the proxy's (the call wins); with
+        ``response_type`` (a msgspec Struct, a dataclass, ``list[int]``...) the reply is decoded
+        into that type, or ``ReplyValidationError`` names the field that does not match.
         """
         if timeout is not None:
             call_timeout(timeout, self.timeout)
-        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries))
+        if metadata or self.metadata:
+            metadata = merge_metadata(self.metadata, metadata)
+        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries),
+                              metadata, None if response_type is None else reply_decoder(response_type))  # type: ignore[arg-type]
+
+    async def _through_middleware(self, request: PendingRequest[Any]) -> Any:
+        call = Call("request", request.pattern, request.data, request.metadata)
+
+        def call_next() -> PendingRequest[Any]:
+            return PendingRequest(self, call.pattern, call.data, request.timeout, request.retries,
+                                  merge_metadata(None, call.metadata), request.decoder, bare=True)
+
+        return await run_chain(self._middleware, call, call_next)
 
     def stream(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
-               metadata: dict[str, str] | None = None, response_type: Any = None) -> Stream:
+               metadata: Mapping[str, str] | None = None, response_type: Any = None) -> Stream:
         """Streaming reply: ``async for item in client.stream(pattern, data):`` yields each value the
         service's generator handler yields, in order, and ends when it returns.
 
         ``timeout`` bounds the wait for each next item (default: the proxy's), raising
-        ``RequestTimeout``; ``response_type`` decodes (and validates) each item into that type.
-        The service runs ahead by at most ``stream_window`` items. A plain handler's reply is the
-        stream's single item. Nothing is sent until the first item is asked for.
+        ``RequestTimeout``; ``metadata`` goes with the request as for ``send`` (the service's
+        middleware sees ``ctx.kind == "stream"``); ``response_type`` decodes each item into that
+        type (``ReplyValidationError`` names the field that does not match). The service runs
+        ahead by at most ``stream_window`` items. A plain handler's reply is the stream's single
+        item. Nothing is sent until the first item is asked for. Client middleware does not
+        wrap streams.
         """
-        if metadata:
-            raise NotImplementedError("stream metadata arrives with the request metadata section (issue 9)")
         timeout = call_timeout(timeout, self.timeout)
+        if metadata or self.metadata:
+            metadata = merge_metadata(self.metadata, metadata)
         route = encode_pattern(pattern)
-        body = codec.encode(data)
+        flags, body = with_metadata(codec.encode(data), metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
-        decoder = codec.typed_decoder(response_type) if response_type is not None else None
-        return Stream(self, pattern, route, body, timeout, decoder)
+        return Stream(self, pattern, route, flags, body, timeout, reply_decoder(response_type))
 
-    def emit(self, pattern: Pattern, data: Any = None) -> Awaitable[None]:
+    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> Awaitable[None]:
         """Publish an event to every connected service; await it: it completes once the transport
         has accepted the event.
 
@@ -420,30 +484,46 @@ class ClientProxy:
         raises ``ServiceUnavailable`` after ``emit_timeout`` rather than drop the event. Like
         NestJS's ``emit``, it is hot: when the proxy is connected and nothing pushes back, the event
         is queued during the call, and awaiting costs nothing more (no coroutine per event).
+        ``metadata`` goes with the event, over the proxy's (the call wins).
         """
+        if metadata or self.metadata:
+            metadata = merge_metadata(self.metadata, metadata)
+        if self._middleware:
+            return self._emit_through_middleware(pattern, data, metadata)  # type: ignore[arg-type]
+        return self._emit(pattern, data, metadata)  # type: ignore[arg-type]
+
+    def _emit(self, pattern: Pattern, data: Any, metadata: dict[str, str] | None) -> Awaitable[None]:
         route = encode_pattern(pattern)
-        body = codec.encode(data)
+        flags, body = with_metadata(codec.encode(data), metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
         publisher = self._publisher
         if not self._events_ready or publisher is None or publisher.subscribers < len(publisher.endpoints):
-            return self._emit_when_subscribed(route, body)
-        self._queue_event(route, body)
+            return self._emit_when_subscribed(route, body, flags)
+        self._queue_event(route, body, flags)
         if publisher.queued:
             return self._wait_event_accepted(publisher)
         return _ACCEPTED
 
-    async def _emit_when_subscribed(self, route: bytes, body: bytes) -> None:
+    async def _emit_through_middleware(self, pattern: Pattern, data: Any, metadata: dict[str, str] | None) -> None:
+        call = Call("event", pattern, data, metadata)
+
+        async def call_next() -> None:
+            await self._emit(call.pattern, call.data, merge_metadata(None, call.metadata))
+
+        await run_chain(self._middleware, call, call_next)
+
+    async def _emit_when_subscribed(self, route: bytes, body: bytes, flags: int) -> None:
         await self._ensure_subscribers(self.emit_timeout, "the event was not sent")
-        self._queue_event(route, body)
+        self._queue_event(route, body, flags)
         publisher = self._publisher
         if publisher is not None and publisher.queued:
             await self._wait_event_accepted(publisher)
 
-    def _queue_event(self, route: bytes, body: bytes) -> None:
+    def _queue_event(self, route: bytes, body: bytes, flags: int) -> None:
         self.stats.events_emitted += 1
         events = self._events
-        self._stamper.stamp(events, route, body)
+        self._stamper.stamp(events, route, body, flags)
         if events.count >= self.flush_at:
             self._flush_events()
         elif not self._events_scheduled:
@@ -488,7 +568,7 @@ class ClientProxy:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for _cid, (future, route, _t, _p) in self._inflight.drain():
+        for _cid, (future, route, _t, _p, _d) in self._inflight.drain():
             if not future.done():
                 future.set_exception(ServiceUnavailable(f"client closed before {pattern_repr(route)!r} was answered"))
         for waiter in self._slot_waiters:
@@ -544,14 +624,17 @@ class ClientProxy:
         self._rr = pick_peer(self._links, self._rr)
         return self._peers[self._rr]
 
-    def _submit(self, pattern: Pattern | bytes, data: Any, timeout: float | None,
-                peer: _Peer | None) -> tuple[int, asyncio.Future[Any], _Peer]:
+    def _submit(self, pattern: Pattern | bytes, data: Any, timeout: float | None, peer: _Peer | None,
+                metadata: dict[str, str] | None = None, decoder: Any = None) -> tuple[int, asyncio.Future[Any], _Peer]:
         if not self._opened:
             self._open()
         loop = self._loop
         assert loop is not None
         route = pattern if type(pattern) is bytes else encode_pattern(pattern)  # type: ignore[arg-type]
         body = codec.encode(data)
+        flags = 0
+        if metadata:
+            flags, body = with_metadata(body, metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
         if timeout is None:
@@ -565,10 +648,10 @@ class ClientProxy:
         inflight = self._inflight
         cid = inflight.new_id()
         deadline = loop.time() + timeout
-        if inflight.add(cid, (future, route, timeout, peer), deadline) or deadline < self._timer_when:
+        if inflight.add(cid, (future, route, timeout, peer, decoder), deadline) or deadline < self._timer_when:
             self._arm_timer(deadline)
         batch = peer.batch
-        batch.add(KIND_REQUEST, 0, cid, request_ttl_ms(timeout), route, body)
+        batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
         if batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES:
             self._flush_peer(peer)
         else:
@@ -614,7 +697,7 @@ class ClientProxy:
 
     # -- streams ---------------------------------------------------------------------------
 
-    def _open_stream(self, route: bytes, body: bytes, timeout: float, decoder: Any) -> _StreamLink:
+    def _open_stream(self, route: bytes, flags: int, body: bytes, timeout: float, decoder: Any) -> _StreamLink:
         """Send the stream's request and first credit; register it with the reader."""
         self._ensure_open()
         if not self._opened:
@@ -624,7 +707,7 @@ class ClientProxy:
             raise peer.link.failure
         cid = self._inflight.new_id()
         link = self._streams[cid] = _StreamLink(ClientStream(cid, route, self.stream_window, decoder), peer)
-        open_stream(peer.batch, cid, request_ttl_ms(timeout), route, body, self.stream_window)
+        open_stream(peer.batch, cid, request_ttl_ms(timeout), route, body, self.stream_window, flags)
         self._queued(peer)
         return link
 
@@ -672,7 +755,7 @@ class ClientProxy:
             if future.done():
                 continue
             try:
-                future.set_result(reply_value(kind, cid, body))
+                future.set_result(reply_value(kind, cid, body, waiter[4]))
             except ZmsgError as exc:
                 future.set_exception(exc)
         if fault is not None:
@@ -700,7 +783,7 @@ class ClientProxy:
         self._timer_when = float("inf")
         loop = self._loop
         assert loop is not None
-        for cid, (future, route, timeout, peer) in self._inflight.expire(loop.time()):
+        for cid, (future, route, timeout, peer, _decoder) in self._inflight.expire(loop.time()):
             if not future.done():
                 self.stats.timeouts += 1
                 future.set_exception(RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s"))

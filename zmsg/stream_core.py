@@ -27,7 +27,8 @@ from typing import Any
 import msgspec
 
 from zmsg import codec
-from zmsg.errors import PayloadError, ProtocolError, ZmsgError
+from zmsg.client_core import reply_value
+from zmsg.errors import PayloadError, ProtocolError
 from zmsg.protocol import (
     FLAG_STREAM,
     KIND_CREDIT,
@@ -205,13 +206,8 @@ class ClientStream:
         return END
 
     def _decode(self, body: Any) -> Any:
-        decoder = self._decoder
-        try:
-            if decoder is None:
-                return codec.decode(body)
-            return codec.decode_with(decoder, body)
-        except ZmsgError as exc:
-            raise ProtocolError(f"bad item in stream {codec.pattern_repr(self.route)!r}: {exc}") from None
+        # An item is decoded exactly as a reply is (typed by ``response_type``, same errors).
+        return reply_value(KIND_REPLY, self.correlation_id, body, self._decoder)
 
     def credit_due(self) -> int:
         """Items to grant the service now (0: none yet): what was consumed, once it reaches half a

@@ -97,9 +97,25 @@ async def test_the_generator_raising_ends_the_loop_after_the_items(streams: Any)
 async def test_items_are_decoded_into_the_response_type(streams: Any) -> None:
     async with zmsg.ClientProxy(streams.endpoint) as client:
         assert [x async for x in client.stream("count", 3, response_type=int)] == [0, 1, 2]
-        with pytest.raises(zmsg.ProtocolError, match="Expected `str`"):
+        with pytest.raises(zmsg.ReplyValidationError, match="Expected `str`"):
             async for _ in client.stream("count", 3, response_type=str):
                 pass
+
+
+async def test_metadata_middleware_and_exception_handlers_apply_to_streams(streams: Any) -> None:
+    async with zmsg.ClientProxy(streams.endpoint, metadata={"tenant": "t1"}) as client:
+        assert [x async for x in client.stream("whoami", 2)] == [{"kind": "stream", "tenant": "t1"}] * 2
+        with pytest.raises(zmsg.RpcException) as caught:
+            async for _ in client.stream("whoami", 2, metadata={"deny": "yes"}):
+                pass
+        assert caught.value.error == {"status": 401, "message": "no stream for you"}
+        got: list[int] = []
+        with pytest.raises(zmsg.RpcException) as caught:
+            async for x in client.stream("refuse_after", 2):
+                got.append(x)
+        assert got == [0, 1] and caught.value.error == {"status": 418, "message": "refused in a stream"}
+    with zmsg.SyncClientProxy(streams.endpoint) as sync:
+        assert list(sync.stream("whoami", 1, metadata={"tenant": "t2"})) == [{"kind": "stream", "tenant": "t2"}]
 
 
 @pytest.mark.parametrize("how", ["break", "exception", "aclose", "cancel"])

@@ -102,3 +102,33 @@ def plain(x: int) -> int:
 @service.message_pattern("stats")
 def stats() -> dict[str, int]:
     return service.stats.as_dict()
+
+
+# -- the request pipeline applies to streams ---------------------------------------------------
+
+class Refused(Exception):
+    pass
+
+
+@service.exception_handler(Refused)
+def refused(exc: Refused, ctx: zmsg.Context) -> dict[str, Any]:
+    return {"status": 418, "message": f"refused in a {ctx.kind}"}
+
+
+async def guard(ctx: zmsg.Context, call_next: Any) -> Any:
+    if ctx.metadata.get("deny"):
+        raise zmsg.RpcException({"status": 401, "message": f"no {ctx.kind} for you"})
+    return await call_next()
+
+
+@service.message_pattern("whoami", use=[guard])
+async def whoami(n: int, ctx: zmsg.Context) -> AsyncIterator[dict[str, Any]]:
+    for _ in range(n):
+        yield {"kind": ctx.kind, "tenant": ctx.metadata.get("tenant")}
+
+
+@service.message_pattern("refuse_after")
+async def refuse_after(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+    raise Refused()

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from zmsg import codec
-from zmsg.errors import ProtocolError, RequestTimeout, RpcException, ServiceUnavailable
+from zmsg.errors import ProtocolError, ReplyValidationError, RequestTimeout, RpcException, ServiceUnavailable
 from zmsg.protocol import (
     FLAG_STREAM,
     KIND_CREDIT,
@@ -140,7 +140,7 @@ def test_a_record_of_another_kind_fails_the_stream(kind: int) -> None:
 def test_an_undecodable_item_raises_a_protocol_error() -> None:
     stream = ClientStream(1, b"p", 4)
     stream.on_record(KIND_STREAM_ITEM, b"\xc1")
-    with pytest.raises(ProtocolError, match="bad item"):
+    with pytest.raises(ProtocolError, match="undecodable"):
         stream.next_item()
 
 
@@ -149,7 +149,7 @@ def test_items_are_decoded_into_the_response_type() -> None:
     stream.on_record(KIND_STREAM_ITEM, ITEM(3))
     stream.on_record(KIND_STREAM_ITEM, ITEM("x"))
     assert stream.next_item() == 3
-    with pytest.raises(ProtocolError, match="Expected `int`"):
+    with pytest.raises(ReplyValidationError, match="Expected `int`"):
         stream.next_item()
 
 
