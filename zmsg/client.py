@@ -107,7 +107,8 @@ _ACCEPTED = _Accepted()
 class ClientStats:
     """Counters a proxy keeps about what it could not deliver or match."""
 
-    __slots__ = ("timeouts", "malformed_messages", "disconnects", "retries", "events_emitted", "emit_waits")
+    __slots__ = ("timeouts", "malformed_messages", "disconnects", "retries", "events_emitted", "emit_waits",
+                 "rejected_stream_records")
 
     def __init__(self) -> None:
         self.timeouts = 0
@@ -116,6 +117,9 @@ class ClientStats:
         self.retries = 0
         self.events_emitted = 0
         self.emit_waits = 0
+        self.rejected_stream_records = 0
+        """Stream records dropped or refused: after the stream was over, beyond its credit, of a
+        kind a stream cannot carry (see zmsg.stream_core.ClientStream.on_record)."""
 
 
 class _Peer:
@@ -196,16 +200,18 @@ class _StreamLink:
     cancels at the service at once.
     """
 
-    __slots__ = ("core", "peer", "waiter")
+    __slots__ = ("core", "peer", "waiter", "stats")
 
-    def __init__(self, core: ClientStream, peer: _Peer) -> None:
+    def __init__(self, core: ClientStream, peer: _Peer, stats: ClientStats) -> None:
         self.core = core
         self.peer = peer
         self.waiter: asyncio.Future[None] | None = None
+        self.stats = stats
 
     def on_record(self, kind: int, body: Any) -> None:
         core = self.core
-        core.on_record(kind, body)
+        if not core.on_record(kind, body):
+            self.stats.rejected_stream_records += 1
         waiter = self.waiter
         if waiter is not None and core.ready and not waiter.done():
             waiter.set_result(None)
@@ -706,7 +712,7 @@ class ClientProxy:
         if peer.link.failure is not None:
             raise peer.link.failure
         cid = self._inflight.new_id()
-        link = self._streams[cid] = _StreamLink(ClientStream(cid, route, self.stream_window, decoder), peer)
+        link = self._streams[cid] = _StreamLink(ClientStream(cid, route, self.stream_window, decoder), peer, self.stats)
         open_stream(peer.batch, cid, request_ttl_ms(timeout), route, body, self.stream_window, flags)
         self._queued(peer)
         return link

@@ -138,18 +138,20 @@ class ClientStream:
 
     # -- records in ------------------------------------------------------------------------
 
-    def on_record(self, kind: int, body: Any) -> None:
-        """Apply one record the service sent for this stream."""
+    def on_record(self, kind: int, body: Any) -> bool:
+        """Apply one record the service sent for this stream; False when it was rejected (the
+        driver counts those): a record after the stream was over, an item beyond the credit
+        granted, a kind a stream cannot carry (the last two fail the stream)."""
         if self.state is not StreamState.OPEN or self._error is not None:
             self.unexpected += 1  # e.g. items already in flight when we cancelled: dropped
-            return
+            return False
         if kind == KIND_STREAM_ITEM:
             if self._credit <= 0:
                 self._bodies.clear()
                 self._error = ProtocolError(
                     f"the service sent more items of stream {codec.pattern_repr(self.route)!r} than it was "
                     f"granted (window {self.window})")
-                return
+                return False
             self._credit -= 1
             self._bodies.append(body)
         elif kind == KIND_STREAM_END:
@@ -165,6 +167,8 @@ class ClientStream:
             self._error = ProtocolError(
                 f"unexpected record kind {kind} ({KIND_NAMES.get(kind, 'unknown')}) in stream "
                 f"{self.correlation_id}")
+            return False
+        return True
 
     def fail(self, error: BaseException, *, service_gone: bool) -> None:
         """The driver ends the stream with ``error`` once the items received are taken.

@@ -132,6 +132,8 @@ class SyncClientProxy:
         self.timeouts = 0
         self.late_replies = 0
         self.retried = 0
+        self.rejected_stream_records = 0
+        """Stream records dropped or refused, as ``ClientStats.rejected_stream_records``."""
         self._local = threading.local()
         self._lock = threading.Lock()  # guards the publisher, connect and the socket registry
         # Closes a thread's socket when the thread ends (its thread-local state is collected),
@@ -400,8 +402,7 @@ class SyncClientProxy:
 class SyncStream(Iterator[Any]):
     """The items of one stream, for blocking code; cold: the request goes on the first ``next``."""
 
-    __slots__ = ("_client", "_route", "_flags", "_body", "timeout", "_decoder", "_core", "_dealer", "_done",
-                 "late_records")
+    __slots__ = ("_client", "_route", "_flags", "_body", "timeout", "_decoder", "_core", "_dealer", "_done")
 
     def __init__(self, client: SyncClientProxy, route: bytes, flags: int, body: bytes, timeout: float,
                  decoder: Any) -> None:
@@ -414,7 +415,6 @@ class SyncStream(Iterator[Any]):
         self._core: ClientStream | None = None
         self._dealer: WatchedDealer | None = None
         self._done = False
-        self.late_records = 0
 
     def __iter__(self) -> SyncStream:
         return self
@@ -476,11 +476,12 @@ class SyncStream(Iterator[Any]):
         if fault is not None:
             records, fault = read_replies([frame, *dealer.recv_rest()])
         cid = core.correlation_id
+        client = self._client
         for kind, _flags, record_id, _ttl, _pattern, body in records:
-            if record_id == cid:
-                core.on_record(kind, body)
-            else:
-                self.late_records += 1
+            if record_id != cid:
+                client.late_replies += 1  # not this stream's: nothing else uses its socket
+            elif not core.on_record(kind, body):
+                client.rejected_stream_records += 1
         if fault is not None:
             core.fail(malformed_reply(fault), service_gone=False)
 

@@ -15,8 +15,17 @@ import zmq
 
 import zmsg
 from zmsg import codec
-from zmsg.protocol import FLAG_STREAM, KIND_CREDIT, KIND_ERROR, KIND_REQUEST, KIND_STREAM_ITEM, BatchBuilder, parse_frames
-from zmsg.stream_core import open_stream
+from zmsg.protocol import (
+    FLAG_STREAM,
+    KIND_CANCEL,
+    KIND_CREDIT,
+    KIND_ERROR,
+    KIND_REQUEST,
+    KIND_STREAM_ITEM,
+    BatchBuilder,
+    parse_frames,
+)
+from zmsg.stream_core import open_stream, read_credit
 
 from ..conftest import ServedProcess, start_serve
 
@@ -327,3 +336,42 @@ def test_a_stream_item_sent_to_a_service_is_rejected(streams: Any) -> None:
     batch.add(KIND_STREAM_ITEM, 0, 3, 0, b"", codec.encode(1))
     records = _raw_exchange(streams.endpoint, batch.take())
     assert records == [(KIND_ERROR, 3, {"status": 400, "message": "Unsupported record kind 5 (stream-item)"})]
+
+
+async def test_the_client_rejects_and_counts_items_beyond_its_credit_and_cancels() -> None:
+    """A misbehaving service (a raw ROUTER here) sends more items than it was granted."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    seen: list[tuple[int, int]] = []
+
+    def misbehave() -> None:
+        if not router.poll(20_000):
+            return
+        identity, *frames = router.recv_multipart()
+        request, credit = parse_frames(frames)[:2]
+        batch = BatchBuilder()
+        for i in range(read_credit(credit[5]) + 3):
+            batch.add(KIND_STREAM_ITEM, 0, request[2], 0, b"", codec.encode(i))
+        router.send_multipart([identity, *batch.take()])
+        if router.poll(20_000):  # what the client says next
+            seen.extend((k, cid) for k, _f, cid, _t, _p, _b in parse_frames(router.recv_multipart()[1:]))
+        seen.append((request[0], request[2]))
+
+    thread = threading.Thread(target=misbehave)
+    thread.start()
+    client = zmsg.ClientProxy(f"tcp://127.0.0.1:{port}", stream_window=4)
+    try:
+        got: list[int] = []
+        with pytest.raises(zmsg.ProtocolError, match="more items"):
+            async for x in client.stream("anything"):
+                got.append(x)
+        assert got == []  # nothing of a stream that broke the protocol is trusted
+        assert client.stats.rejected_stream_records == 3
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, 30)
+        cid = seen[-1][1]
+        assert seen == [(KIND_CANCEL, cid), (KIND_REQUEST, cid)]  # the cancel, then the request's id
+    finally:
+        await client.close()
+        thread.join(30)
+        router.close()

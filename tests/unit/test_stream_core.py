@@ -119,8 +119,7 @@ def test_credit_is_granted_every_half_window_consumed() -> None:
 
 def test_items_beyond_the_credit_fail_the_stream_and_it_is_cancelled() -> None:
     stream = ClientStream(1, b"p", 4)
-    for i in range(5):
-        stream.on_record(KIND_STREAM_ITEM, ITEM(i))
+    assert [stream.on_record(KIND_STREAM_ITEM, ITEM(i)) for i in range(6)] == [True] * 4 + [False] * 2
     assert stream.ready
     with pytest.raises(ProtocolError, match="more items"):
         stream.next_item()
@@ -131,7 +130,7 @@ def test_items_beyond_the_credit_fail_the_stream_and_it_is_cancelled() -> None:
 @pytest.mark.parametrize("kind", [KIND_CREDIT, KIND_EVENT, KIND_REQUEST, 200])
 def test_a_record_of_another_kind_fails_the_stream(kind: int) -> None:
     stream = ClientStream(1, b"p", 4)
-    stream.on_record(kind, b"")
+    assert stream.on_record(kind, b"") is False
     with pytest.raises(ProtocolError, match="unexpected record kind"):
         stream.next_item()
     assert stream.close() is True
@@ -175,10 +174,10 @@ def test_a_lost_service_delivers_what_arrived_then_raises() -> None:
 
 def test_records_after_the_end_are_dropped_and_counted() -> None:
     stream = ClientStream(1, b"p", 4)
-    stream.on_record(KIND_STREAM_END, b"")
-    stream.on_record(KIND_STREAM_ITEM, ITEM(1))
+    assert stream.on_record(KIND_STREAM_END, b"") is True
+    assert stream.on_record(KIND_STREAM_ITEM, ITEM(1)) is False
     stream.close()
-    stream.on_record(KIND_STREAM_ITEM, ITEM(2))
+    assert stream.on_record(KIND_STREAM_ITEM, ITEM(2)) is False
     assert stream.unexpected == 2
     assert stream.next_item() is END
 
