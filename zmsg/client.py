@@ -71,7 +71,7 @@ from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
 from zmsg.pipeline import Middleware, check_middleware, run_chain
 from zmsg.protocol import FLUSH_EXTERNAL_BYTES, KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
-from zmsg.stream_core import END, ClientStream, add_credit, open_stream
+from zmsg.stream_core import END, ClientStream, StreamState, add_credit, open_stream
 from zmsg.transport import Channel, connect_dealer
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
 from zmsg.transport.publisher import Publisher
@@ -582,13 +582,20 @@ class ClientProxy:
                 waiter.set_exception(ServiceUnavailable("client closed"))
         streams, self._streams = self._streams, {}
         for stream in streams.values():
+            if stream.core.state is StreamState.OPEN and stream.peer.channel is not None:
+                # The service must not keep a generator suspended for a client that is gone.
+                stream.peer.batch.add(KIND_CANCEL, 0, stream.core.correlation_id, 0, b"", b"")
             stream.lost(ServiceUnavailable(f"client closed during stream {pattern_repr(stream.core.route)!r}"))
         for peer in self._peers:
             if peer.monitor is not None:
                 peer.monitor.close()
                 peer.monitor = None
             if peer.channel is not None:
-                peer.channel.close(linger_ms=0)
+                linger = 0
+                if peer.batch.count:  # the cancels of open streams: let ZeroMQ deliver them
+                    self._flush_peer(peer)
+                    linger = 1000
+                peer.channel.close(linger_ms=linger)
                 peer.channel = None
             peer.batch = BatchBuilder()
 

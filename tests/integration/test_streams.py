@@ -164,6 +164,36 @@ async def test_leaving_early_closes_the_generator_at_the_service(streams: Any, h
         assert (await client.send("stats"))["cancelled"] == cancelled + 1
 
 
+async def test_closing_the_proxy_mid_stream_stops_the_service_and_ends_the_loop(streams: Any,
+                                                                                anyio_backend: Any) -> None:
+    name = f"proxy-closed-{anyio_backend[1]['use_uvloop']}"
+    client = zmsg.ClientProxy(streams.endpoint)
+    items = client.stream("endless", name)
+    assert await items.__anext__() == 0
+    await client.close()
+    with pytest.raises(zmsg.ServiceUnavailable, match="client closed"):
+        while True:
+            await items.__anext__()
+    async with zmsg.ClientProxy(streams.endpoint) as probe:
+        assert await _finalized(probe, name) == 1
+
+
+async def test_a_caller_that_vanished_has_its_streams_closed(streams: Any, anyio_backend: Any) -> None:
+    """A raw DEALER with a huge credit disappears without a cancel: the service finds out when its
+    items become unroutable, and closes the generator."""
+    name = f"vanished-{anyio_backend[1]['use_uvloop']}"
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(streams.endpoint)
+    batch = BatchBuilder()
+    open_stream(batch, 1, 0, b"forever", codec.encode(name), 0xFFFFFFFF)
+    sock.send_multipart(batch.take())
+    assert await asyncio.get_running_loop().run_in_executor(None, sock.poll, 20_000)  # items are flowing
+    sock.close()
+    async with zmsg.ClientProxy(streams.endpoint) as probe:
+        assert await _finalized(probe, name) == 1
+
+
 async def test_a_per_item_timeout_raises_and_stops_the_service(streams: Any, anyio_backend: Any) -> None:
     name = f"timeout-{anyio_backend[1]['use_uvloop']}"
     async with zmsg.ClientProxy(streams.endpoint, timeout=30) as client:

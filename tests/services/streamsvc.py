@@ -132,3 +132,15 @@ async def refuse_after(n: int) -> AsyncIterator[int]:
     for i in range(n):
         yield i
     raise Refused()
+
+
+@service.message_pattern("forever")
+async def forever(name: str) -> AsyncIterator[int]:
+    """Never ends by itself: only a cancel (or the caller found gone) stops it."""
+    i = 0
+    try:
+        while True:
+            yield i
+            i += 1
+    finally:
+        finalized[name] = finalized.get(name, 0) + 1

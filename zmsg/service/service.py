@@ -731,6 +731,8 @@ class Service:
         frames.insert(0, identity)
         router.send_to(identity, frames)
         # Channel counts what it could not deliver (peer gone, or not reading for too long).
+        if router.unroutable != self.stats.unroutable_replies and self._streams:
+            self._streams.cancel_peer(identity)  # that caller is gone: nobody reads its streams
         self.stats.unroutable_replies = router.unroutable
         self.stats.dropped_replies = router.dropped
 

@@ -128,6 +128,11 @@ class Streams:
             if stream.waiter is not None and stream.task is not None:
                 stream.task.cancel()
 
+    def cancel_peer(self, identity: bytes) -> None:
+        """A caller went away (its messages are unroutable): close every stream it had."""
+        for key in [key for key in self._running if key[0] == identity]:
+            self.cancel(*key)
+
     def cancel(self, identity: bytes, cid: int) -> bool:
         """The caller left: close its generator (its ``finally`` runs). False: no such stream."""
         stream = self._running.pop((identity, cid), None)
