@@ -31,6 +31,7 @@ __all__ = [
     "HELLO_PATTERN",
     "HEALTH_PATTERN",
     "INFO_PATTERN",
+    "SCHEMA_PATTERN",
     "EXTERNAL_BODY_THRESHOLD",
     "FLUSH_EXTERNAL_BYTES",
     "VERSION",
@@ -70,6 +71,7 @@ HELLO_PATTERN = RESERVED_PREFIX + "hello"
 # Answered by every service, like gRPC's health checking and reflection (see docs/cli.md).
 HEALTH_PATTERN = RESERVED_PREFIX + "health"
 INFO_PATTERN = RESERVED_PREFIX + "info"
+SCHEMA_PATTERN = RESERVED_PREFIX + "schema"  # the AsyncAPI 3.0 document of the service (zmsg.contract)
 
 # Bodies at least this large travel as their own frame instead of being copied into the batch.
 EXTERNAL_BODY_THRESHOLD = 16 * 1024

@@ -70,6 +70,8 @@ class Handler:
     payload_param: str | None
     context_param: str | None
     positional_payload: bool
+    payload_type: Any = Any  # the payload parameter's annotation (the request/event schema)
+    return_type: Any = Any  # the return annotation (the reply schema)
 
     def call(self, payload: Any, context: Context | None) -> Any:
         if self.context_param is None:
@@ -124,4 +126,6 @@ def bind_handler(func: Callable[..., Any]) -> Handler:
         payload_param=payload_param,
         context_param=context_param,
         positional_payload=positional_payload,
+        payload_type=payload_type,
+        return_type=hints.get("return", Any),
     )
