@@ -45,6 +45,7 @@ async def service() -> AsyncIterator[zmsg.Service]:
     def seen_events() -> list[int]:
         return seen
 
+    svc.seen = seen  # type: ignore[attr-defined]
     await svc.start("tcp://127.0.0.1:0")
     yield svc
     await svc.stop(grace=0.1)
@@ -79,6 +80,25 @@ async def test_without_events_only_requests_go_through_the_link(service: zmsg.Se
         await client.emit("tick", 7)
         assert await _probe_seen(client, [7])
         assert link.connections == 1  # the event connection went straight to the service
+
+
+async def test_a_freeze_holds_events_only_when_the_event_connection_is_relayed(service: zmsg.Service) -> None:
+    seen: list[int] = service.seen  # type: ignore[attr-defined]
+    async with FaultyLink(service.endpoint, events=service.events_endpoint) as link, \
+            zmsg.ClientProxy(link.endpoint, heartbeat=None) as client:
+        await client.emit("tick", 1)
+        await _eventually(lambda: seen == [1])
+        link.freeze()
+        await client.emit("tick", 2)
+        await _eventually(lambda: link.bytes_held > 0)
+        assert seen == [1]
+        link.heal()
+        await _eventually(lambda: seen == [1, 2])
+    async with FaultyLink(service.endpoint) as link, zmsg.ClientProxy(link.endpoint, heartbeat=None) as client:
+        link.freeze()
+        await client.emit("tick", 3)  # straight to the service: the link carries requests only
+        await _eventually(lambda: seen == [1, 2, 3])
+        assert link.bytes_held == 0
 
 
 async def test_a_frozen_link_holds_the_bytes_and_heal_delivers_them(service: zmsg.Service) -> None:
