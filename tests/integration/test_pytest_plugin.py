@@ -98,6 +98,6 @@ def test_the_service_and_the_proxy_are_closed_at_teardown(pytester: pytest.Pytes
         def test_a_sync_test_gets_a_clear_error(zmsg_serve):
             pass
     """))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-W", "error")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*zmsg_serve needs an async test run by anyio*"])
