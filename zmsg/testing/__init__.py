@@ -1,7 +1,9 @@
-"""Testing zmsg services: ``FaultyLink`` (break the network on purpose) and the pytest plugin.
+"""Testing zmsg services: in-memory test clients (``TestClient``, ``SyncTestClient``), a relay
+that breaks the network on purpose (``FaultyLink``), and the pytest plugin (``zmsg_serve``).
 
-Names are imported lazily (PEP 562), so the pytest plugin, which pytest imports in every run
-once zmsg is installed, loads nothing heavy until a test asks for it.
+Names are imported lazily (PEP 562), so importing ``zmsg.testing`` (as the pytest plugin, which
+pytest imports in every run once zmsg is installed, does) loads nothing heavy until a test asks
+for a name.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "TestClient": "zmsg.testing.memory",
+    "SyncTestClient": "zmsg.testing.memory",
     "FaultyLink": "zmsg.testing.faulty_link",
     "LinkState": "zmsg.testing.faulty_link",
 }
@@ -17,8 +21,8 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from zmsg.testing.faulty_link import FaultyLink as FaultyLink
-    from zmsg.testing.faulty_link import LinkState as LinkState
+    from zmsg.testing.faulty_link import FaultyLink as FaultyLink, LinkState as LinkState
+    from zmsg.testing.memory import SyncTestClient as SyncTestClient, TestClient as TestClient
 
 
 def __getattr__(name: str) -> Any:
