@@ -1,9 +1,8 @@
-"""Testing zmsg services: in-memory test clients (``TestClient``, ``SyncTestClient``), a relay
-that breaks the network on purpose (``FaultyLink``), and the pytest plugin (``zmsg_serve``).
+"""Testing zmsg services: in-memory clients (``TestClient``, ``SyncTestClient``), ``FaultyLink``
+(break the network on purpose) and the pytest plugin.
 
-Names are imported lazily (PEP 562), so importing ``zmsg.testing`` (as the pytest plugin, which
-pytest imports in every run once zmsg is installed, does) loads nothing heavy until a test asks
-for a name.
+Names are imported lazily (PEP 562), so the pytest plugin, which pytest imports in every run
+once zmsg is installed, loads nothing heavy until a test asks for it.
 """
 
 from __future__ import annotations
