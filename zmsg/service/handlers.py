@@ -106,6 +106,8 @@ class Handler:
     # exception handler (the service sets this at start).
     wants_context: bool = False
     is_stream: bool = False  # a generator function: called with ``client.stream``, not ``send``
+    payload_type: Any = Any  # the payload parameter's annotation (the request/event schema)
+    return_type: Any = Any  # the return annotation (the reply schema; a stream's: one item's type)
 
     def call(self, payload: Any, context: Context | None) -> Any:
         if self.context_param is None:
@@ -136,7 +138,7 @@ class ChainedHandler(Handler):
         return cls(func=inner.func, name=inner.name, is_async=True, decoder=inner.decoder,
                    payload_param=inner.payload_param, context_param=inner.context_param,
                    positional_payload=inner.positional_payload, is_stream=inner.is_stream, use=inner.use,
-                   wants_context=True,
+                   wants_context=True, payload_type=inner.payload_type, return_type=inner.return_type,
                    chain=chain, inner=inner)
 
     def call(self, payload: Any, context: Context | None) -> Any:
@@ -178,6 +180,12 @@ def bind_handler(func: Callable[..., Any], use: Sequence[Middleware] | None = No
                 f"({payload_param!r} and {name!r}); a handler receives one payload"
             )
     decoder = typed_decoder(payload_type) if payload_param is not None else None
+    is_stream = (inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target)
+                 or inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func))
+    return_type = hints.get("return", Any)
+    if is_stream:  # what one item is: AsyncIterator[T], Iterator[T], (Async)Generator[T, ...]
+        args = typing.get_args(return_type)
+        return_type = args[0] if args else Any
     return Handler(
         func=func,
         name=getattr(func, "__qualname__", repr(func)),
@@ -188,6 +196,7 @@ def bind_handler(func: Callable[..., Any], use: Sequence[Middleware] | None = No
         positional_payload=positional_payload,
         use=check_use(use),
         wants_context=context_param is not None,
-        is_stream=(inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target)
-                   or inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)),
+        is_stream=is_stream,
+        payload_type=payload_type,
+        return_type=return_type,
     )
