@@ -46,6 +46,8 @@ _EXPORTS = {
     "load_keypair": "zmsg.transport.security",
     "load_public_key": "zmsg.transport.security",
     "SecurityError": "zmsg.transport.security",
+    # performance: keep large payload buffers in the heap (glibc), see zmsg/allocator.py
+    "tune_allocator": "zmsg.allocator",
     # errors
     "ZmsgError": "zmsg.errors",
     "RpcException": "zmsg.errors",
