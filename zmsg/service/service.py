@@ -252,8 +252,10 @@ class Service:
         except BaseException:
             router_sock.close(linger=0)
             raise
-        self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
-        self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        # Frames after the identity and the batch are external bodies (>= EXTERNAL_BODY_THRESHOLD):
+        # they are decoded straight from ZeroMQ's buffers instead of being copied first.
+        self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router", copy_frames=2)
+        self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events", copy_frames=1)
         self._router_on_idle()
         self._endpoint, self._events_endpoint = bound, events_bound
         self._draining = False

@@ -91,13 +91,16 @@ class BlockingDealer:
             raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
         return frame
 
-    def recv_rest(self) -> list[bytes]:
-        """The remaining frames of the message whose first frame ``recv_first`` returned."""
+    def recv_rest(self) -> list[Any]:
+        """The remaining frames of the message whose first frame ``recv_first`` returned.
+
+        They are large bodies: returned as ``zmq.Frame`` buffers, decoded without a copy.
+        """
         sock = self.sock
-        rest: list[bytes] = []
+        rest: list[Any] = []
         try:
             while sock.getsockopt(zmq.RCVMORE):
-                rest.append(sock.recv())
+                rest.append(sock.recv(copy=False))
         except zmq.ZMQError as exc:
             raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
         return rest
