@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zmsg._loop import run, uvloop_available
 from zmsg.allocator import tune_allocator
 from zmsg.config import ServeSettings
 from zmsg.errors import ConfigError, ServiceLoadError
+from zmsg.runtime import run, uvloop_available
 from zmsg.service import Service
 
 __all__ = ["ServiceLoadError", "load_service", "configure_logging", "serve", "JsonFormatter"]
