@@ -35,6 +35,7 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
 
 
 def _events(sock: zmq.Socket[Any]) -> int:
@@ -60,17 +61,24 @@ class Channel:
         "_backlogs",
         "_backlog_timer",
         "dropped",
+        "_copy_frames",
     )
 
     def __init__(
         self,
         sock: zmq.Socket[Any],
-        on_message: Callable[[list[bytes]], None] | None,
+        on_message: Callable[[list[Any]], None] | None,
         *,
         name: str = "channel",
         loop: asyncio.AbstractEventLoop | None = None,
+        copy_frames: int | None = None,
     ) -> None:
+        """``copy_frames``: receive only the first N frames of each message as ``bytes`` and the
+        rest as ``zmq.Frame`` buffers, without copying them (None: copy every frame). For owners
+        whose protocol puts only large bodies after the first frames: a body is then decoded
+        straight from ZeroMQ's buffer, saving a copy and a large allocation per body."""
         self._loop = loop or asyncio.get_running_loop()
+        self._copy_frames = copy_frames
         self.sock = sock
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # always an int for FD
         self._on_message = on_message
@@ -108,15 +116,19 @@ class Channel:
             if self._outq:
                 self._flush_queue()
             on_message = self._on_message
-            recv = sock.recv_multipart
+            recv = sock.recv
             getsockopt = sock.getsockopt
+            copy_frames = self._copy_frames
             for _ in range(MAX_MESSAGES_PER_WAKEUP):
                 # Asking ZMQ_EVENTS first is cheaper than ending every drain with a zmq.Again
                 # exception, and reading it re-arms the edge-triggered FD just the same.
                 if not getsockopt(_EVENTS) & _POLLIN:  # type: ignore[operator]
                     break
                 try:
-                    frames = recv(_NOBLOCK)
+                    # recv_multipart's loop, inline, choosing per frame whether to copy.
+                    frames: list[Any] = [recv(_NOBLOCK)]
+                    while getsockopt(_RCVMORE):
+                        frames.append(recv(_NOBLOCK, copy=copy_frames is None or len(frames) < copy_frames))
                 except zmq.Again:
                     break
                 if on_message is None:
