@@ -30,7 +30,7 @@ import msgspec
 from zmsg.client import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 from zmsg.errors import ConfigError, EndpointError
 from zmsg.transport import validate_endpoint
-from zmsg.transport.security import CurveClient, CurveServer, SecurityError
+from zmsg.transport.security import CurveClient, CurveServer, SecurityError, parse_networks
 from zmsg.transport.sockets import DEFAULT_HEARTBEAT
 
 __all__ = [
@@ -68,10 +68,16 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Overrides the Service's own limit on one frame (bytes)."""
     max_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Overrides the Service's cap on async handlers running at once."""
+    max_peer_buffer: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Overrides the Service's budget of unread reply bytes per client (then its requests are refused)."""
     curve_secret_key: str | None = None
     """Path of the service's CURVE secret key file (``zmsg keygen`` writes one); turns CURVE on."""
     curve_allow: tuple[str, ...] = ()
     """Allowed client public keys: Z85 keys, ``.key`` files or directories of them."""
+    insecure: bool = False
+    """Allow binding an address other hosts can reach without CURVE (refused otherwise)."""
+    allow_from: tuple[str, ...] = ()
+    """Networks (CIDR) whose peers may connect; others complete no handshake (both sockets)."""
 
     def security(self) -> CurveServer | None:
         if self.curve_secret_key is None:
@@ -147,8 +153,8 @@ S = TypeVar("S", ServeSettings, ClientSettings)
 
 _ENDPOINT_FIELDS = frozenset({"bind", "events_bind", "endpoints"})
 _NULLABLE = frozenset({"app", "events_bind", "connect_timeout", "emit_timeout", "heartbeat", "max_message_size",
-                       "max_concurrency", "curve_secret_key", "curve_server_key"})
-_LIST_FIELDS = frozenset({"endpoints", "curve_allow"})
+                       "max_concurrency", "max_peer_buffer", "curve_secret_key", "curve_server_key"})
+_LIST_FIELDS = frozenset({"endpoints", "curve_allow", "allow_from"})
 _NONE_WORDS = frozenset({"", "off", "none"})
 _SERVE_KEYS = frozenset(ServeSettings.__struct_fields__)
 _CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__) - {"endpoints"}
@@ -190,6 +196,11 @@ def _resolve(cls: type[S], layers: list[_Layer]) -> S:
                 value = msgspec.convert(value, _field_types(cls)[key], strict=False)
             except msgspec.ValidationError as exc:
                 raise ConfigError(f"invalid value {raw!r} for {where}: {_lower_first(str(exc))}") from None
+            if key == "allow_from":
+                try:
+                    value = parse_networks(value)
+                except SecurityError as exc:
+                    raise ConfigError(f"invalid value for {where}: {exc}") from None
             if key in _ENDPOINT_FIELDS and value is not None:
                 for endpoint in value if key == "endpoints" else (value,):
                     try:

@@ -37,6 +37,11 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 
 
+def _size(frames: list[Any]) -> int:
+    # The identity frame (frames[0]) is not counted: it is a few bytes and not a reply.
+    return sum(len(frame) for frame in frames[1:])
+
+
 def _events(sock: zmq.Socket[Any]) -> int:
     return sock.getsockopt(_EVENTS)  # type: ignore[return-value]  # ZMQ_EVENTS is an int option
 
@@ -63,7 +68,9 @@ class Channel:
         "on_idle",
         "_backlogs",
         "_backlog_timer",
+        "_backlog_bytes",
         "dropped",
+        "inspect",
     )
 
     def __init__(
@@ -91,7 +98,14 @@ class Channel:
         # stops reading never delays messages to the others.
         self._backlogs: dict[bytes, deque[list[Any]]] = {}
         self._backlog_timer: asyncio.TimerHandle | None = None
+        # Bytes of each backlog: what zmsg holds for a peer beyond ZeroMQ's own queue (SNDHWM
+        # messages), so that the owner can hold each peer to a budget in bytes.
+        self._backlog_bytes: dict[bytes, int] = {}
         self.dropped = 0
+        # When set, messages are received with their ZeroMQ metadata and shown to ``inspect``
+        # (its last frame) first; a False answer discards the message. Off by default: the
+        # metadata costs a Frame object per message (used after a CURVE allow-list reload).
+        self.inspect: Callable[[zmq.Frame], bool] | None = None
         self._loop.add_reader(self._fd, self._on_ready)
         # The FD may already be signalled (messages queued before we registered).
         self._schedule_drain()
@@ -120,7 +134,13 @@ class Channel:
                 if not getsockopt(_EVENTS) & _POLLIN:  # type: ignore[operator]
                     break
                 try:
-                    frames = recv(_NOBLOCK)
+                    if self.inspect is None:
+                        frames = recv(_NOBLOCK)
+                    else:
+                        raw = recv(_NOBLOCK, copy=False)
+                        if not self.inspect(raw[-1]):
+                            continue
+                        frames = [frame.bytes for frame in raw]
                 except zmq.Again:
                     break
                 if on_message is None:
@@ -171,23 +191,31 @@ class Channel:
         """ROUTER: send one message to ``peer`` (``frames[0]`` is its identity).
 
         If that peer's pipe is full (it is not reading), the message waits in the peer's own
-        backlog, re-tried every few milliseconds; past MAX_PEER_BACKLOG messages the oldest are
-        dropped and counted in ``dropped`` (that peer's requests then time out at the caller).
+        backlog, re-tried every few milliseconds; ``backlog_bytes(peer)`` tells its size, which
+        the owner holds to a budget (the service stops taking that peer's requests). Past
+        MAX_PEER_BACKLOG messages the oldest are dropped and counted in ``dropped`` (that peer's
+        requests then time out at the caller).
         """
         if self._closed:
             raise ChannelClosed(f"{self.name} is closed")
         backlog = self._backlogs.get(peer)
         if backlog is not None:
             if len(backlog) >= MAX_PEER_BACKLOG:
-                backlog.popleft()
+                self._backlog_bytes[peer] -= _size(backlog.popleft())
                 self.dropped += 1
             backlog.append(frames)
+            self._backlog_bytes[peer] += _size(frames)
             return
         if not self._try_send(frames):
             self._backlogs[peer] = deque([frames])
+            self._backlog_bytes[peer] = _size(frames)
             self._arm_backlog_retry()
         if not self._drain_scheduled and _events(self.sock) & _POLLIN:
             self._schedule_drain()
+
+    def backlog_bytes(self, peer: bytes) -> int:
+        """Bytes of messages waiting in ``peer``'s backlog (0 when its pipe is not full)."""
+        return self._backlog_bytes.get(peer, 0)
 
     def _arm_backlog_retry(self) -> None:
         if self._backlog_timer is None and not self._closed:
@@ -200,9 +228,10 @@ class Channel:
         try:
             for peer, backlog in list(self._backlogs.items()):
                 while backlog and self._try_send(backlog[0]):
-                    backlog.popleft()
+                    self._backlog_bytes[peer] -= _size(backlog.popleft())
                 if not backlog:
                     del self._backlogs[peer]
+                    del self._backlog_bytes[peer]
         except ChannelClosed:
             return
         if self._backlogs:
@@ -214,6 +243,11 @@ class Channel:
     def backlogged(self) -> int:
         """Messages waiting for peers that are not reading (ROUTER)."""
         return sum(len(b) for b in self._backlogs.values())
+
+    @property
+    def backlogged_bytes(self) -> int:
+        """Bytes waiting for peers that are not reading (ROUTER)."""
+        return sum(self._backlog_bytes.values())
 
     def _try_send(self, frames: list[Any]) -> bool:
         sock = self.sock

@@ -9,6 +9,7 @@ as EAGAIN (backpressure) instead of silently discarding events.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ __all__ = [
     "events_bind_endpoint",
     "events_connect_endpoint",
     "connectable",
+    "is_local_endpoint",
 ]
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)$")
@@ -74,6 +76,27 @@ def validate_endpoint(endpoint: str) -> str:
     )
 
 
+def is_local_endpoint(endpoint: str) -> bool:
+    """True when only this host can reach ``endpoint``: ipc, inproc, or TCP on a loopback address
+    (127.0.0.0/8, ::1, ``localhost``). Wildcards (``*``, ``0.0.0.0``, ``::``), other addresses
+    and interface names are reachable from elsewhere."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint.startswith(("ipc://", "inproc://"))
+    match = _TCP.match(endpoint)
+    if not match:
+        return False
+    host = match["host"].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # an interface name (eth0) or a host name: not provably local
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def _bind(sock: zmq.Socket[Any], endpoint: str) -> str:
     validate_endpoint(endpoint)
     try:
@@ -103,6 +126,8 @@ def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float |
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock, zap_domain)
+    elif zap_domain:  # NULL with an address allow-list: libzmq asks the ZAP handler too
+        sock.setsockopt_string(zmq.ZAP_DOMAIN, zap_domain)
     sock.setsockopt(zmq.SNDHWM, send_hwm)
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
@@ -118,6 +143,8 @@ def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: flo
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock, zap_domain)
+    elif zap_domain:  # NULL with an address allow-list: libzmq asks the ZAP handler too
+        sock.setsockopt_string(zmq.ZAP_DOMAIN, zap_domain)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
