@@ -151,13 +151,13 @@ def probe_events(args: argparse.Namespace) -> None:
     async def emit() -> None:
         import zmsg
 
-        async with zmsg.ClientProxy(endpoint, timeout=10, emit_timeout=600) as client:
+        async with zmsg.ClientProxy(endpoint, timeout=10, emit_timeout=600, event_hwm=args.client_event_hwm) as client:
             blob = b"x" * args.size
             start = time.monotonic()
             next_report = start + 1
             count = 0
             while time.monotonic() - start < args.seconds:
-                await client.emit("slow", blob)
+                await client.emit(args.pattern, blob)
                 count += 1
                 if time.monotonic() >= next_report:
                     next_report += 1
@@ -184,7 +184,9 @@ def main() -> None:
     ev = sub.add_parser("events")
     ev.add_argument("--seconds", type=float, default=8)
     ev.add_argument("--size", type=int, default=20_000)
-    ev.add_argument("--event-hwm", type=int, default=100_000)
+    ev.add_argument("--event-hwm", type=int, default=64)
+    ev.add_argument("--client-event-hwm", type=int, default=100_000, help="the emitter's ClientProxy(event_hwm)")
+    ev.add_argument("--pattern", default="slow", help="slow (sync handler, 10 ms) or slow_async (1 s)")
     args = parser.parse_args()
     {"bigframe": probe_bigframe, "unsolicited": probe_unsolicited, "events": probe_events}[args.probe](args)
 

@@ -73,6 +73,13 @@ DEFAULT_MAX_PEER_BUFFER = 16 * 1024 * 1024
 """Bytes of unsent replies one client may have waiting in zmsg before its requests are refused."""
 DEFAULT_REPLY_HWM = 16
 """Reply messages ZeroMQ itself queues per client (SNDHWM): what zmsg cannot count in bytes, so small."""
+DEFAULT_EVENT_HWM = DEFAULT_HWM
+"""Event messages (batches of up to the emitter's flush_at events) ZeroMQ queues per emitter.
+Large on purpose for now: events queued at the emitter instead are lost if it closes before they
+leave (its XPUB closes with linger 0); see docs/limits.md."""
+MAX_EVENT_TASKS = 1024
+"""Async event handlers running at once (``max_concurrency`` when smaller); past it the event
+socket is not read, so events wait in ZeroMQ and then push back on emitters."""
 _REFUSAL_ALLOWANCE = 64 * 1024  # bytes of 429 errors queued for an over-budget client, then silence
 
 log = logging.getLogger("zmsg.service")
@@ -126,7 +133,7 @@ class Service:
         max_concurrency: int | None = None,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         security: CurveServer | None = None,
-        event_hwm: int = DEFAULT_HWM,
+        event_hwm: int = DEFAULT_EVENT_HWM,
         reply_hwm: int = DEFAULT_REPLY_HWM,
         max_peer_buffer: int = DEFAULT_MAX_PEER_BUFFER,
         insecure: bool = False,
@@ -136,7 +143,8 @@ class Service:
         ``max_message_size`` caps one frame (larger ones disconnect their sender);
         ``heartbeat`` is the ZMTP heartbeat interval in seconds (None: off);
         ``security`` a ``CurveServer`` to require CURVE and an allow-list of client keys;
-        ``event_hwm`` the event messages queued here before emitters are pushed back;
+        ``event_hwm`` the event messages (batches) queued here per emitter before emitters are
+        pushed back;
         ``reply_hwm`` the reply messages ZeroMQ queues for one client that is not reading (then
         zmsg's own per-client backlog);
         ``max_peer_buffer`` the bytes of that backlog one client may have: while its unread
@@ -159,6 +167,7 @@ class Service:
         self._guard: KeyGuard | None = None
         self.allow_from: tuple[str, ...] = parse_networks(allow_from or ())
         self._over_budget: set[bytes] = set()
+        self._event_tasks = 0
         self.max_concurrency = max_concurrency
         self.heartbeat = heartbeat
         self.security = security
@@ -387,6 +396,7 @@ class Service:
         self._draining = True
         if self._subscriber is not None:
             # Events already received by ZeroMQ are handled, not thrown away with the socket.
+            self._subscriber.resume()
             self._subscriber.drain()
             self._subscriber.close(linger_ms=0)
             self._subscriber = None
@@ -697,6 +707,9 @@ class Service:
             if handler.is_async:
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
+                self._event_tasks += 1
+                if self._event_tasks >= self._event_task_limit and self._subscriber is not None:
+                    self._subscriber.pause()  # bounded: further events wait in ZeroMQ, then at the emitters
                 task.add_done_callback(lambda t, h=handler: self._event_done(t, pattern, h))
 
     @property
@@ -750,8 +763,16 @@ class Service:
                         gaps.insert(index + 1, [seq + 1, high])
                     break
 
+    @property
+    def _event_task_limit(self) -> int:
+        return min(MAX_EVENT_TASKS, self.max_concurrency or MAX_EVENT_TASKS)
+
     def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler) -> None:
         self._tasks.discard(task)
+        self._event_tasks -= 1
+        subscriber = self._subscriber
+        if subscriber is not None and subscriber.paused and self._event_tasks <= self._event_task_limit // 2:
+            subscriber.resume()
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._event_failed(pattern, handler, exc)
 

@@ -71,6 +71,7 @@ class Channel:
         "_backlog_bytes",
         "dropped",
         "inspect",
+        "_paused",
     )
 
     def __init__(
@@ -106,6 +107,7 @@ class Channel:
         # (its last frame) first; a False answer discards the message. Off by default: the
         # metadata costs a Frame object per message (used after a CURVE allow-list reload).
         self.inspect: Callable[[zmq.Frame], bool] | None = None
+        self._paused = False
         self._loop.add_reader(self._fd, self._on_ready)
         # The FD may already be signalled (messages queued before we registered).
         self._schedule_drain()
@@ -119,7 +121,7 @@ class Channel:
 
     def _on_ready(self) -> None:
         self._drain_scheduled = False
-        if self._closed:
+        if self._closed or self._paused:
             return
         sock = self.sock
         try:
@@ -153,6 +155,8 @@ class Channel:
                     log.exception("%s: message handler failed", self.name)
                 if self._closed:
                     return
+                if self._paused:
+                    break
             else:
                 # Budget used up with input still waiting: continue on a later iteration.
                 self._schedule_drain()
@@ -164,6 +168,20 @@ class Channel:
             if self._closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
                 return
             log.error("%s: socket error: %s", self.name, exc)
+
+    def pause(self) -> None:
+        """Stop reading: messages wait in ZeroMQ's queue (up to RCVHWM), then push back on the
+        senders through TCP. Sends are unaffected."""
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._schedule_drain()  # the FD's edge may have fired while paused
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def drain(self) -> None:
         """Handle every message already waiting on the socket now (used before closing it)."""
