@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import msgspec
 import pytest
@@ -77,3 +79,74 @@ async def test_a_client_that_never_reads_cannot_grow_the_service_past_its_budget
 async def test_max_peer_buffer_is_validated() -> None:
     with pytest.raises(ValueError, match="max_peer_buffer"):
         zmsg.Service("bad", max_peer_buffer=0)
+
+
+_LOW_FD_SERVE = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+                 "from zmsg.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+async def test_running_out_of_descriptors_is_logged_not_a_crash(serve_process) -> None:
+    """A service limited to 64 descriptors, 100 clients: those beyond the limit wait (libzmq keeps
+    them in the kernel's backlog), the service logs why and counts it, and serves them once
+    descriptors are free again."""
+    served = serve_process("mathsvc:service", python=("-c", _LOW_FD_SERVE))
+    ctx = zmq.Context.instance()
+    dealers = []
+    try:
+        for _ in range(100):
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.connect(served.endpoint)
+            dealers.append(dealer)
+        body = msgspec.msgpack.encode([1, 2])
+        for dealer in dealers:
+            batch = BatchBuilder()
+            batch.add(KIND_REQUEST, 0, 1, 0, msgspec.json.encode({"cmd": "sum"}), body)
+            dealer.send_multipart(batch.take())
+        answered: set[int] = set()
+        rounds = 0
+        while len(answered) < 100 and rounds < 50:
+            rounds += 1
+            # Collect replies until none came for a second, then free the descriptors of the
+            # clients answered: the ones waiting in the backlog get in.
+            quiet_since = asyncio.get_running_loop().time()
+            while asyncio.get_running_loop().time() - quiet_since < 1.0 and len(answered) < 100:
+                for index, dealer in enumerate(dealers):
+                    if index not in answered and dealer.poll(0):
+                        dealer.recv_multipart()
+                        answered.add(index)
+                        dealer.close(linger=0)
+                        quiet_since = asyncio.get_running_loop().time()
+                await asyncio.sleep(0.02)
+            assert served.proc.poll() is None, "the service died"
+        assert len(answered) == 100
+    finally:
+        for dealer in dealers:
+            dealer.close(linger=0)
+    async with zmsg.ClientProxy(served.endpoint, timeout=20) as client:
+        info = await client.send(INFO_PATTERN)
+    assert info["stats"]["accept_failures"] > 0, "every client got in at once: the limit was not reached"
+    assert served.terminate() == 0
+    assert "cannot accept a connection: too many open files (this process may open 64" in served.output()
+
+
+def test_out_of_descriptors_when_opening_a_socket_is_an_endpoint_error() -> None:
+    code = ("import resource, asyncio, zmsg, os\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+            "async def main():\n"
+            "    first = zmsg.Service('first')\n"
+            "    await first.start()\n"
+            "    hold = []\n"
+            "    try:\n"
+            "        while True: hold.append(os.open('/dev/null', os.O_RDONLY))\n"
+            "    except OSError: pass\n"
+            "    try:\n"
+            "        await zmsg.Service('second').start()\n"
+            "    except zmsg.EndpointError as exc:\n"
+            "        print('ERROR', exc)\n"
+            "    for fd in hold: os.close(fd)\n"
+            "    await first.stop()\n"
+            "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "ERROR cannot open a ZeroMQ socket: too many open files" in done.stdout

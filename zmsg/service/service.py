@@ -21,7 +21,9 @@ missed events for that emitter (``event_gaps``) and logged.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import signal
 import sys
 import time
@@ -55,6 +57,7 @@ from zmsg.service.context import Context
 from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
 from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
+from zmsg.transport.monitor import AcceptMonitor
 from zmsg.transport.security import (
     AccessPolicy,
     CurveServer,
@@ -64,7 +67,7 @@ from zmsg.transport.security import (
     parse_networks,
     release_policy,
 )
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM, is_local_endpoint
+from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM, is_local_endpoint, too_many_files_message
 
 __all__ = ["Service", "ServiceStats"]
 
@@ -113,6 +116,9 @@ class ServiceStats:
     auth_failures: int = 0
     """Peers refused by ZAP (key or address not allowed), and messages of connections whose
     CURVE key a reload removed (those connections are then closed)."""
+    accept_failures: int = 0
+    """Connections ZeroMQ could not accept (usually: out of file descriptors); they wait and
+    are accepted once descriptors are free."""
     requests_refused: int = 0
     """Requests not run because their client was over ``max_peer_buffer`` (answered 429 while
     the refusals themselves fit, then dropped)."""
@@ -168,6 +174,7 @@ class Service:
         self.allow_from: tuple[str, ...] = parse_networks(allow_from or ())
         self._over_budget: set[bytes] = set()
         self._event_tasks = 0
+        self._accept_monitors: list[AcceptMonitor] = []
         self.max_concurrency = max_concurrency
         self.heartbeat = heartbeat
         self.security = security
@@ -318,6 +325,8 @@ class Service:
             raise
         self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
         self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        self._accept_monitors = [AcceptMonitor(sock, self._accept_failed, name=channel.name)
+                                 for sock, channel in ((router_sock, self._router), (sub_sock, self._subscriber))]
         self._router_on_idle()
         self._endpoint, self._events_endpoint = bound, events_bound
         self._draining = False
@@ -344,6 +353,11 @@ class Service:
                 loop.call_soon_threadsafe(self._auth_refused, address, reason)
 
         return AccessPolicy.create(self.allow_from, self.security, on_refused=refused)
+
+    def _accept_failed(self, error: int) -> None:
+        self.stats.accept_failures += 1
+        reason = too_many_files_message() if error in (errno.EMFILE, errno.ENFILE) else os.strerror(error)
+        self._peer_log.warning("%s: cannot accept a connection: %s", self.name, reason)
 
     def _auth_refused(self, address: str, reason: str) -> None:
         self.stats.auth_failures += 1
@@ -394,6 +408,9 @@ class Service:
         if self._router is None:
             return
         self._draining = True
+        for monitor in self._accept_monitors:
+            monitor.close()
+        self._accept_monitors = []
         if self._subscriber is not None:
             # Events already received by ZeroMQ are handled, not thrown away with the socket.
             self._subscriber.resume()
