@@ -20,7 +20,7 @@ from zmsg.protocol import INFO_PATTERN, KIND_REPLY, KIND_REQUEST, BatchBuilder, 
 from zmsg.transport.security import CurveClient, CurveServer, write_keypair
 from zmsg.transport.sockets import is_local_endpoint
 
-from ..conftest import SERVICES_DIR
+SERVICES_DIR = Path(__file__).parent.parent / "services"
 
 pytestmark = pytest.mark.anyio
 
