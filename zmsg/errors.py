@@ -21,6 +21,10 @@ __all__ = [
     "AuthenticationFailed",
     "ConfigError",
     "InsecureBindError",
+    "PayloadError",
+    "SecurityError",
+    "ChannelClosed",
+    "ServiceLoadError",
 ]
 
 
@@ -111,3 +115,19 @@ class InsecureBindError(ConfigError):
     zmsg refuses unless told otherwise: turn CURVE on, or say ``insecure=True`` (or restrict
     the peers with ``allow_from``). Loopback TCP, ipc and inproc need neither.
     """
+
+
+class PayloadError(ZmsgError, ValueError):
+    """A body could not be decoded, or did not match the type its handler declares."""
+
+
+class SecurityError(ZmsgError, ValueError):
+    """Keys are missing, malformed or unreadable, or CURVE is unavailable in this libzmq."""
+
+
+class ChannelClosed(ServiceUnavailable):
+    """The socket was closed; nothing more can be sent on it."""
+
+
+class ServiceLoadError(ZmsgError, ImportError):
+    """``MODULE:ATTR`` could not be imported, or did not give a ``zmsg.Service``."""

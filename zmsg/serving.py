@@ -15,16 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zmsg._loop import run, uvloop_available
 from zmsg.config import ServeSettings
-from zmsg.errors import ConfigError, ZmsgError
+from zmsg.errors import ConfigError, ServiceLoadError
+from zmsg.runtime import run, uvloop_available
 from zmsg.service import Service
 
 __all__ = ["ServiceLoadError", "load_service", "configure_logging", "serve", "JsonFormatter"]
-
-
-class ServiceLoadError(ZmsgError, ImportError):
-    """``MODULE:ATTR`` could not be imported, or did not give a ``zmsg.Service``."""
 
 
 def load_service(target: str) -> Service:

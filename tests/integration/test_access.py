@@ -15,10 +15,10 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 import zmsg
+from zmsg.endpoints import is_local_endpoint
 from zmsg.errors import InsecureBindError
 from zmsg.protocol import INFO_PATTERN, KIND_REPLY, KIND_REQUEST, BatchBuilder, parse_frames
 from zmsg.transport.security import CurveClient, CurveServer, write_keypair
-from zmsg.transport.sockets import is_local_endpoint
 
 SERVICES_DIR = Path(__file__).parent.parent / "services"
 

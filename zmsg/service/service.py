@@ -25,18 +25,19 @@ import errno
 import logging
 import os
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from zmsg import __version__ as _zmsg_version
-from zmsg import codec
+from zmsg import __version__ as _zmsg_version, codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
-from zmsg.errors import FrameError, InsecureBindError, RpcException, ZmsgError
+from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
+from zmsg.endpoints import is_local_endpoint, parse_networks
+from zmsg.errors import FrameError, InsecureBindError, RpcException, SecurityError, ZmsgError
+from zmsg.event_sequence import IN_ORDER, EventGaps
 from zmsg.protocol import (
     FLUSH_EXTERNAL_BYTES,
     HEALTH_PATTERN,
@@ -53,6 +54,7 @@ from zmsg.protocol import (
     BatchBuilder,
     parse_frames,
 )
+from zmsg.runtime import ShutdownSignals, run
 from zmsg.service.context import Context
 from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
 from zmsg.service.ratelimit import RateLimitedLog
@@ -62,16 +64,13 @@ from zmsg.transport.security import (
     AccessPolicy,
     CurveServer,
     KeyGuard,
-    SecurityError,
     apply_policy,
-    parse_networks,
     release_policy,
 )
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM, is_local_endpoint, too_many_files_message
+from zmsg.transport.sockets import too_many_files_message
 
 __all__ = ["Service", "ServiceStats"]
 
-_MAX_GAP_RANGES = 1024  # per emitter: late arrivals older than this many gaps stay counted as missed
 DEFAULT_MAX_PEER_BUFFER = 16 * 1024 * 1024
 """Bytes of unsent replies one client may have waiting in zmsg before its requests are refused."""
 DEFAULT_REPLY_HWM = 16
@@ -88,6 +87,29 @@ _REFUSAL_ALLOWANCE = 64 * 1024  # bytes of 429 errors queued for an over-budget 
 log = logging.getLogger("zmsg.service")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RequestRoute(Protocol):
+    """What the service needs of its request socket: a ``Channel`` on its ROUTER, or the
+    in-memory stand-in of ``zmsg.testing.TestClient`` (same records, no socket)."""
+
+    on_idle: Callable[[], None] | None
+    unroutable: int
+    dropped: int
+
+    inspect: Any
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def backlogged_bytes(self) -> int: ...
+
+    def send_to(self, peer: bytes, frames: list[Any]) -> None: ...
+
+    def backlog_bytes(self, peer: bytes) -> int: ...
+
+    def close(self, linger_ms: int = 0) -> None: ...
 
 
 @dataclass
@@ -184,17 +206,14 @@ class Service:
         self._received_at = 0.0
         self._peer_log = RateLimitedLog(log)
         self._waiting: deque[tuple[bytes, int, Handler, Any, Context | None, float | None]] = deque()
-        self._emitters: dict[int, int] = {}
-        self._gap_ranges: dict[int, list[list[int]]] = {}
-        self.event_gaps: dict[int, int] = {}
-        """Events missed per emitter id, from gaps in their sequence numbers."""
+        self._gaps = EventGaps()
         self.name = name
         self.version = version
         self.max_message_size = max_message_size
         self.stats = ServiceStats()
         self._message_handlers: dict[bytes, Handler] = {}
         self._event_handlers: dict[bytes, list[Handler]] = {}
-        self._router: Channel | None = None
+        self._router: RequestRoute | None = None
         self._subscriber: Channel | None = None
         self._endpoint: str | None = None
         self._events_endpoint: str | None = None
@@ -323,16 +342,25 @@ class Service:
             router_sock.close(linger=0)
             release_policy(self._zap_domain)
             raise
-        self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
-        self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
+        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        self._attach(router, subscriber, bound, events_bound)
         self._accept_monitors = [AcceptMonitor(sock, self._accept_failed, name=channel.name)
-                                 for sock, channel in ((router_sock, self._router), (sub_sock, self._subscriber))]
-        self._router_on_idle()
-        self._endpoint, self._events_endpoint = bound, events_bound
-        self._draining = False
-        self._started_at = time.monotonic()
+                                 for sock, channel in ((router_sock, router), (sub_sock, subscriber))]
         log.info("service %s listening on %s (events on %s)", self.name, bound, events_bound)
         return bound
+
+    def _attach(self, router: RequestRoute, subscriber: Channel | None, endpoint: str, events_endpoint: str) -> None:
+        """Start serving on ``router`` (the one start-up path, sockets or zmsg.testing's memory)."""
+        if self._router is not None:
+            raise RuntimeError(f"service {self.name!r} is already started")
+        self._loop = asyncio.get_running_loop()
+        self._router, self._subscriber = router, subscriber
+        # Replies of sync handlers are flushed once the reader has drained its socket.
+        router.on_idle = self._flush_replies
+        self._endpoint, self._events_endpoint = endpoint, events_endpoint
+        self._draining = False
+        self._started_at = time.monotonic()
 
     def _check_exposure(self, endpoint: str) -> None:
         """Secure by default: an address other hosts can reach needs CURVE, an allow_from list,
@@ -398,11 +426,6 @@ class Service:
     def _zap_domain(self) -> str:
         return f"zmsg.{self.name}.{id(self):x}"
 
-    def _router_on_idle(self) -> None:
-        # Replies of sync handlers are flushed once the reader has drained its socket.
-        assert self._router is not None
-        self._router.on_idle = self._flush_replies
-
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new work, let in-flight handlers finish (up to ``grace`` s), then close."""
         if self._router is None:
@@ -434,24 +457,10 @@ class Service:
         self._endpoint = self._events_endpoint = None
         log.info("service %s stopped", self.name)
 
-    async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
-                    on_ready: Callable[[str], None] | None = None, grace: float = 5.0) -> None:
-        """Start, run until SIGINT/SIGTERM (or cancellation), then stop gracefully."""
-        await self.start(endpoint, events_endpoint=events_endpoint)
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        installed: list[signal.Signals] = []
-
-        def on_signal(signum: signal.Signals) -> None:
-            if stop.is_set():
-                log.warning("second signal: exiting at once")
-                sys.stdout.flush()
-                import os
-
-                os._exit(1)
-            log.info("signal %s: draining", signal.Signals(signum).name)
-            stop.set()
+    def _reload_signals(self) -> dict[int, Callable[[], None]]:
+        """SIGHUP re-reads the CURVE allow-list (when there is one)."""
+        if self.security is None or not hasattr(signal, "SIGHUP"):
+            return {}
 
         def on_hangup() -> None:
             try:
@@ -459,35 +468,24 @@ class Service:
             except SecurityError as exc:
                 log.error("%s: SIGHUP: allow-list not reloaded, the previous one stays: %s", self.name, exc)
 
-        for signum in signals:
+        return {signal.SIGHUP: on_hangup}
+
+    async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
+                    on_ready: Callable[[str], None] | None = None, grace: float = 5.0) -> None:
+        """Start, run until SIGINT/SIGTERM (or cancellation), then stop gracefully; a second
+        signal during the drain exits at once (``zmsg.ShutdownSignals``)."""
+        await self.start(endpoint, events_endpoint=events_endpoint)
+        async with ShutdownSignals(self._reload_signals()) as signals:
             try:
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-                pass
-        if self.security is not None and hasattr(signal, "SIGHUP"):
-            try:
-                loop.add_signal_handler(signal.SIGHUP, on_hangup)
-                installed.append(signal.SIGHUP)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-        try:
-            if on_ready is not None:
-                on_ready(self.endpoint)
-            await stop.wait()
-        finally:
-            try:
-                await self.stop(grace=grace)
+                if on_ready is not None:
+                    on_ready(self.endpoint)
+                await signals.wait()
             finally:
-                # Only now: during the drain a second signal must reach on_signal (exit at once).
-                for signum in installed:
-                    loop.remove_signal_handler(signum)
+                await self.stop(grace=grace)
 
     def run(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
             use_uvloop: bool = True, on_ready: Callable[[str], None] | None = None) -> None:
         """Serve in the foreground (blocking) on uvloop when installed, until SIGINT/SIGTERM."""
-        from zmsg._loop import run
-
         run(self.serve(endpoint, events_endpoint=events_endpoint, on_ready=on_ready), use_uvloop=use_uvloop)
 
     # -- requests --------------------------------------------------------------------------
@@ -681,7 +679,7 @@ class Service:
         for identity, batch in pending.items():
             self._send_replies(router, identity, batch)
 
-    def _send_replies(self, router: Channel, identity: bytes, batch: BatchBuilder) -> None:
+    def _send_replies(self, router: RequestRoute, identity: bytes, batch: BatchBuilder) -> None:
         frames = batch.take()
         frames.insert(0, identity)
         router.send_to(identity, frames)
@@ -732,53 +730,27 @@ class Service:
     @property
     def event_sequences(self) -> dict[int, int]:
         """The last event sequence seen per emitter id (persist it to detect loss across restarts)."""
-        return dict(self._emitters)
+        return dict(self._gaps.last)
+
+    @property
+    def event_gaps(self) -> dict[int, int]:
+        """Events missed per emitter id, from gaps in their sequence numbers."""
+        return self._gaps.missed_by_emitter
 
     def restore_event_sequences(self, sequences: dict[int, int]) -> None:
         """Seed the per-emitter sequence tracker, e.g. from what a previous process persisted."""
-        for emitter, seq in sequences.items():
-            if seq > self._emitters.get(emitter, 0):
-                self._emitters[emitter] = seq
+        self._gaps.restore(sequences)
 
     def _track_sequence(self, emitter: int, seq: int) -> None:
-        """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent.
-
-        After a reconnection, events still buffered on the old connection can arrive after newer
-        ones on the new connection. A gap is therefore remembered as a range, and an event that
-        later falls inside it is a late arrival: it is handled and no longer counted as missed.
-        """
-        last = self._emitters.get(emitter)
-        if last is None or seq == last + 1:
-            self._emitters[emitter] = seq
-        elif seq > last + 1:
-            missed = seq - last - 1
-            self.stats.events_missed += missed
-            self.event_gaps[emitter] = self.event_gaps.get(emitter, 0) + missed
-            gaps = self._gap_ranges.setdefault(emitter, [])
-            gaps.append([last + 1, seq - 1])
-            if len(gaps) > _MAX_GAP_RANGES:
-                del gaps[0]
-            self._emitters[emitter] = seq
+        """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent."""
+        seen = self._gaps.observe(emitter, seq)
+        if seen is IN_ORDER:
+            return
+        self.stats.events_missed = self._gaps.missed
+        self.stats.events_out_of_order = self._gaps.out_of_order
+        if seen.missed:
             self._peer_log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
-                                   self.name, missed, emitter, last, seq)
-        else:
-            self.stats.events_out_of_order += 1
-            for index, gap in enumerate(self._gap_ranges.get(emitter, ())):
-                low, high = gap
-                if low <= seq <= high:
-                    self.stats.events_missed -= 1
-                    self.event_gaps[emitter] -= 1
-                    gaps = self._gap_ranges[emitter]
-                    if low == high:
-                        del gaps[index]
-                    elif seq == low:
-                        gap[0] = seq + 1
-                    elif seq == high:
-                        gap[1] = seq - 1
-                    else:
-                        gap[1] = seq - 1
-                        gaps.insert(index + 1, [seq + 1, high])
-                    break
+                                   self.name, seen.missed, emitter, seen.previous, seq)
 
     @property
     def _event_task_limit(self) -> int:

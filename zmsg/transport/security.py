@@ -26,7 +26,8 @@ from typing import Any
 import zmq
 import zmq.auth
 
-from zmsg.errors import ZmsgError
+from zmsg.endpoints import parse_networks
+from zmsg.errors import SecurityError
 
 __all__ = [
     "KeyPair",
@@ -43,10 +44,6 @@ __all__ = [
     "KeyGuard",
     "release_policy",
 ]
-
-
-class SecurityError(ZmsgError, ValueError):
-    """Keys are missing, malformed or unreadable, or CURVE is unavailable in this libzmq."""
 
 
 @dataclass(frozen=True)
@@ -243,22 +240,6 @@ class CurveClient:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(networks: Iterable[str]) -> tuple[str, ...]:
-    """Validate CIDR texts (``10.0.0.0/8``, ``::1/128``, a bare address) for ``allow_from``.
-
-    Returns them normalised; raises ``SecurityError`` naming the one that is not a network.
-    """
-    if isinstance(networks, str):
-        networks = [networks]
-    found: list[str] = []
-    for text in networks:
-        try:
-            found.append(str(ipaddress.ip_network(str(text).strip(), strict=False)))
-        except ValueError:
-            raise SecurityError(f"allow_from: {text!r} is not a network (expected CIDR such as 10.1.0.0/16)") from None
-    return tuple(found)
 
 
 @dataclass(frozen=True)
