@@ -51,6 +51,7 @@ from zmsg.client_core import (
     resolve_endpoints,
     retry_attempts,
     retry_delay,
+    unavailable,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
@@ -122,14 +123,16 @@ _Waiter = tuple[asyncio.Future[Any], bytes, float, _Peer]
 class PendingRequest:
     """A request that is sent when, and only when, it is awaited (cold, like NestJS's Observable)."""
 
-    __slots__ = ("_client", "pattern", "data", "timeout", "retries")
+    __slots__ = ("_client", "pattern", "data", "timeout", "retries", "wait_for_ready")
 
-    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int) -> None:
+    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int,
+                 wait_for_ready: bool = False) -> None:
         self._client = client
         self.pattern = pattern
         self.data = data
         self.timeout = timeout
         self.retries = retries
+        self.wait_for_ready = wait_for_ready
 
     def __await__(self) -> Generator[Any, None, Any]:
         client = self._client
@@ -139,13 +142,23 @@ class PendingRequest:
             yield from client._wait_for_slot(self.timeout).__await__()
         attempt = 0
         while True:
-            cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None)
+            if not self.wait_for_ready and (down := unavailable(client._links)) is not None:
+                future = client._failed(down)  # fail fast: every endpoint is known to be down
+                cid, peer = 0, client._peers[0]
+            else:
+                cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None)
+                if not self.wait_for_ready and cid:
+                    client._impatient.add(cid)
             try:
-                return (yield from future)
+                result = yield from future
+                client._impatient.discard(cid)
+                return result
             except asyncio.CancelledError:
+                client._impatient.discard(cid)
                 client._cancel(cid, peer)
                 raise
             except RETRYABLE as exc:
+                client._impatient.discard(cid)
                 if attempt >= self.retries or client._closed:
                     raise
                 attempt += 1
@@ -176,6 +189,7 @@ class ClientProxy:
         security: CurveClient | None = None,
         event_hwm: int = DEFAULTS.event_hwm,
         flush_at: int = DEFAULTS.flush_at,
+        wait_for_ready: bool = DEFAULTS.wait_for_ready,
     ) -> None:
         """
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
@@ -186,14 +200,17 @@ class ClientProxy:
         (lowered to the service's own limit once connected); ``heartbeat``: ZMTP heartbeat
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
         ``event_hwm``: event messages queued per subscriber before ``emit`` waits;
-        ``flush_at``: queued records that make a batch go at once. Options are declared, with
+        ``flush_at``: queued records that make a batch go at once; ``wait_for_ready``: when every
+        endpoint is known to be down, wait for one (within the timeout) instead of failing at
+        once with ``ServiceUnavailable`` (also per call). Options are declared, with
         their constraints, in ``zmsg.client_core.ClientOptions``.
         """
         self.endpoints = resolve_endpoints("ClientProxy", endpoints)
         self.options = options = client_options(
             "ClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_in_flight=max_in_flight,
-            max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at)
+            max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at,
+            wait_for_ready=wait_for_ready)
         # Plain attributes: the hot path reads them on every call.
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
@@ -205,8 +222,10 @@ class ClientProxy:
         self.heartbeat = options.heartbeat
         self.flush_at = options.flush_at
         self.event_hwm = options.event_hwm
+        self.wait_for_ready = options.wait_for_ready
         self.security = security
         self.stats = ClientStats()
+        self._impatient: set[int] = set()  # requests in flight that fail once every endpoint is down
         self.service_name: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._peers = [_Peer(e) for e in self.endpoints]
@@ -230,7 +249,8 @@ class ClientProxy:
     # -- public API ------------------------------------------------------------------------
 
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
-             retries: int | None = None, idempotent: bool = False) -> PendingRequest:
+             retries: int | None = None, idempotent: bool = False,
+             wait_for_ready: bool | None = None) -> PendingRequest:
         """Request-reply: ``await client.send(pattern, data)`` returns the handler's result.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
@@ -238,12 +258,15 @@ class ClientProxy:
         connection dropped with the request in flight. Nothing is sent until it is awaited.
         Retries (``retries``, or the proxy's) apply only to calls declared ``idempotent``: a
         retried request may run twice, so zmsg never retries anything else.
+        When every endpoint is known to be down it fails at once with ``ServiceUnavailable``,
+        unless ``wait_for_ready`` (or the proxy's) asks to wait, within the timeout, for one.
         """
         if timeout is not None:
             call_timeout(timeout, self.timeout)
-        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries))
+        wait = self.wait_for_ready if wait_for_ready is None else wait_for_ready
+        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries), wait)
 
-    def emit(self, pattern: Pattern, data: Any = None) -> Awaitable[None]:
+    def emit(self, pattern: Pattern, data: Any = None, *, wait_for_ready: bool | None = None) -> Awaitable[None]:
         """Publish an event to every connected service; await it: it completes once the transport
         has accepted the event.
 
@@ -252,7 +275,13 @@ class ClientProxy:
         raises ``ServiceUnavailable`` after ``emit_timeout`` rather than drop the event. Like
         NestJS's ``emit``, it is hot: when the proxy is connected and nothing pushes back, the event
         is queued during the call, and awaiting costs nothing more (no coroutine per event).
+        When every endpoint is known to be down it raises ``ServiceUnavailable`` at once, unless
+        ``wait_for_ready`` (or the proxy's) asks to wait for one, within ``emit_timeout``.
         """
+        if not (self.wait_for_ready if wait_for_ready is None else wait_for_ready):
+            down = unavailable(self._links)
+            if down is not None:
+                raise ServiceUnavailable(f"the event was not sent: {down}")
         route = encode_pattern(pattern)
         body = codec.encode(data)
         if len(body) + len(route) > self.max_message_size:
@@ -513,6 +542,23 @@ class ClientProxy:
         self.stats.disconnects += peer.link.disconnects - disconnects
         if failure is not None:
             self._fail_peer(peer, failure)
+        if self._impatient and (down := unavailable(self._links)) is not None:
+            self._fail_impatient(down)
+
+    def _failed(self, error: ServiceUnavailable) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(error)
+        return future
+
+    def _fail_impatient(self, error: ServiceUnavailable) -> None:
+        """Every endpoint is now known down: requests not asked to wait for one fail now."""
+        for cid in list(self._impatient):
+            waiter = self._inflight.discard(cid)
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_exception(error)
+        self._impatient.clear()
+        if self._slot_waiters:
+            self._release_slots()
 
     def _fail_peer(self, peer: _Peer, error: ServiceUnavailable) -> None:
         """Fail now every request in flight on ``peer``: its reply can no longer come."""

@@ -27,6 +27,8 @@ from zmsg.client_core import (
     RETRYABLE,
     EventStamper,
     Hello,
+    LinkEvent,
+    PeerLink,
     call_timeout,
     check_one_service,
     check_size,
@@ -40,6 +42,7 @@ from zmsg.client_core import (
     resolve_endpoints,
     retry_attempts,
     retry_delay,
+    unavailable,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.endpoints import events_connect_endpoint
@@ -60,11 +63,20 @@ _pack_header = _framing.pack_header
 class _ThreadState:
     """One thread's socket and its correlation-id counter (ids need only be unique per socket)."""
 
-    __slots__ = ("dealer", "next_id", "__weakref__")
+    __slots__ = ("dealer", "next_id", "links", "__weakref__")
 
-    def __init__(self, dealer: BlockingDealer) -> None:
+    def __init__(self, dealer: BlockingDealer, endpoints: list[str]) -> None:
         self.dealer = dealer
         self.next_id = 0
+        self.links = {endpoint: PeerLink(endpoint) for endpoint in endpoints}
+
+    def down(self) -> ServiceUnavailable | None:
+        """Apply the socket's connection events; the fail-fast error when every endpoint is down."""
+        for name, endpoint in self.dealer.link_events():
+            link = self.links.get(endpoint)
+            if link is not None:
+                link.on_event(LinkEvent(name))
+        return unavailable(list(self.links.values()))
 
 
 class SyncClientProxy:
@@ -87,6 +99,7 @@ class SyncClientProxy:
         heartbeat: float | None = DEFAULTS.heartbeat,
         security: CurveClient | None = None,
         event_hwm: int = DEFAULTS.event_hwm,
+        wait_for_ready: bool = DEFAULTS.wait_for_ready,
     ) -> None:
         """The options mean what they mean for ``ClientProxy`` (declared once, with their
         constraints, in ``zmsg.client_core.ClientOptions``); ``max_in_flight`` and ``flush_at``
@@ -95,7 +108,7 @@ class SyncClientProxy:
         self.options = options = client_options(
             "SyncClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_message_size=max_message_size,
-            heartbeat=heartbeat, event_hwm=event_hwm)
+            heartbeat=heartbeat, event_hwm=event_hwm, wait_for_ready=wait_for_ready)
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
         self.emit_timeout = options.emit_wait
@@ -104,6 +117,7 @@ class SyncClientProxy:
         self.max_message_size = options.max_message_size
         self.heartbeat = options.heartbeat
         self.event_hwm = options.event_hwm
+        self.wait_for_ready = options.wait_for_ready
         self.security = security
         self.service_name: str | None = None
         self.timeouts = 0
@@ -122,13 +136,15 @@ class SyncClientProxy:
     # -- public API ------------------------------------------------------------------------
 
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
-             retries: int | None = None, idempotent: bool = False) -> Any:
+             retries: int | None = None, idempotent: bool = False, wait_for_ready: bool | None = None) -> Any:
         """Request-reply: returns the handler's result, blocking this thread until it arrives.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
         came within ``timeout`` seconds (default: the proxy's), ``ServiceUnavailable`` when the
         proxy is closed. Retries (``retries``, or the proxy's) apply only to calls declared
-        ``idempotent``, as with ``ClientProxy``.
+        ``idempotent``, as with ``ClientProxy``. When this thread's socket knows every endpoint
+        to be down it fails at once with ``ServiceUnavailable`` unless ``wait_for_ready`` (or the
+        proxy's) asks to wait within the timeout (a call already waiting waits out its timeout).
         """
         if self._closed:
             raise ServiceUnavailable("this SyncClientProxy is closed")
@@ -138,10 +154,11 @@ class SyncClientProxy:
         body = codec.encode(data)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
+        wait = self.wait_for_ready if wait_for_ready is None else wait_for_ready
         attempt = 0
         while True:
             try:
-                return self._request(route, body, timeout)
+                return self._request(route, body, timeout, wait)
             except RETRYABLE as exc:
                 if attempt >= attempts or self._closed:
                     raise
@@ -151,11 +168,13 @@ class SyncClientProxy:
                          attempt, attempts)
                 time.sleep(retry_delay(attempt, self.retry_backoff))
 
-    def _request(self, route: bytes, body: bytes, timeout: float) -> Any:
+    def _request(self, route: bytes, body: bytes, timeout: float, wait_for_ready: bool = True) -> Any:
         try:
             state: _ThreadState = self._local.state
         except AttributeError:
             state = self._open_thread_state()
+        if not wait_for_ready and (down := state.down()) is not None:
+            raise down
         cid = state.next_id = (state.next_id + 1) & _MAX_ID or 1
         ttl_ms = request_ttl_ms(timeout)
         # The request's time budget (ms, rounded up) is also how long this thread's socket waits.
@@ -172,12 +191,18 @@ class SyncClientProxy:
             first = dealer.recv_first(timeout)
         return self._await_reply(dealer, first, cid, route, timeout, started)
 
-    def emit(self, pattern: Pattern, data: Any = None) -> None:
+    def emit(self, pattern: Pattern, data: Any = None, *, wait_for_ready: bool | None = None) -> None:
         """Publish an event to every connected service; returns once the transport accepted it.
 
         It never waits for handlers. When a slow subscriber has filled the queue it waits for
         room, up to ``emit_timeout``, then raises ``ServiceUnavailable`` rather than drop it.
+        Fails at once when this thread's socket knows every endpoint to be down, unless
+        ``wait_for_ready`` (or the proxy's) asks to wait.
         """
+        if not (self.wait_for_ready if wait_for_ready is None else wait_for_ready):
+            state = getattr(self._local, "state", None)
+            if state is not None and (down := state.down()) is not None:
+                raise ServiceUnavailable(f"the event was not sent: {down}")
         if not self._events_ready:
             self.connect()
         route = encode_pattern(pattern)
@@ -284,7 +309,7 @@ class SyncClientProxy:
             if self._closed:
                 raise ServiceUnavailable("this SyncClientProxy is closed")
             dealer = BlockingDealer(self.endpoints, heartbeat=self.heartbeat, security=self.security)
-            state = _ThreadState(dealer)
+            state = _ThreadState(dealer, self.endpoints)
             self._finalizers = [f for f in self._finalizers if f.alive]
             self._finalizers.append(weakref.finalize(state, dealer.close))
         self._local.state = state

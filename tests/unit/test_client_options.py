@@ -40,6 +40,7 @@ SAMPLE: dict[str, tuple[Any, str]] = {
     "heartbeat": (0.75, "0.75"),
     "event_hwm": (10, "10"),
     "flush_at": (5, "5"),
+    "wait_for_ready": (True, "true"),
 }
 
 

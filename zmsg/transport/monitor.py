@@ -27,6 +27,7 @@ __all__ = [
     "PROTOCOL_FAILED",
     "WATCHED_EVENTS",
     "AcceptMonitor",
+    "EVENT_NAMES",
 ]
 
 CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -34,6 +35,15 @@ DISCONNECTED = zmq.EVENT_DISCONNECTED
 CONNECT_FAILED = zmq.EVENT_CONNECT_RETRIED  # an attempt failed (refused, unreachable); ZeroMQ retries
 AUTH_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
 PROTOCOL_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+EVENT_NAMES = {
+    int(CONNECTED): "connected",
+    int(DISCONNECTED): "disconnected",
+    int(CONNECT_FAILED): "connect-failed",
+    int(AUTH_FAILED): "auth-failed",
+    int(PROTOCOL_FAILED): "protocol-failed",
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "protocol-failed",
+}
+"""Watched events by name (the values of ``zmsg.client_core.LinkEvent``)."""
 WATCHED_EVENTS = (
     CONNECTED | DISCONNECTED | CONNECT_FAILED | AUTH_FAILED | PROTOCOL_FAILED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
