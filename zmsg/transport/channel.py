@@ -156,6 +156,14 @@ class Channel:
             else:
                 # Budget used up with input still waiting: continue on a later iteration.
                 self._schedule_drain()
+            if self._backlogs:
+                # A peer's pipe drained below its low-water mark: libzmq told the socket, which
+                # woke this reader (ZMQ_EVENTS above processed it), so send now rather than at
+                # the next timer tick; a peer that still is not reading costs one EAGAIN.
+                try:
+                    self._send_backlogs()
+                except ChannelClosed:
+                    return
             if self.on_idle is not None:
                 self.on_idle()
             if self._outq and _events(sock) & _POLLOUT:
@@ -235,17 +243,20 @@ class Channel:
         if self._backlog_timer is None and not self._closed:
             self._backlog_timer = self._loop.call_later(_RETRY_PEER_BACKLOG, self._retry_backlogs)
 
+    def _send_backlogs(self) -> None:
+        for peer, backlog in list(self._backlogs.items()):
+            while backlog and self._try_send(backlog[0]):
+                self._backlog_bytes[peer] -= _size(backlog.popleft())
+            if not backlog:
+                del self._backlogs[peer]
+                del self._backlog_bytes[peer]
+
     def _retry_backlogs(self) -> None:
         self._backlog_timer = None
         if self._closed:
             return
         try:
-            for peer, backlog in list(self._backlogs.items()):
-                while backlog and self._try_send(backlog[0]):
-                    self._backlog_bytes[peer] -= _size(backlog.popleft())
-                if not backlog:
-                    del self._backlogs[peer]
-                    del self._backlog_bytes[peer]
+            self._send_backlogs()
         except ChannelClosed:
             return
         if self._backlogs:
