@@ -182,6 +182,10 @@ class KeyGuard:
     libzmq has no call to close one peer of a ROUTER, so this is how a reload reaches
     connections already established: it acts on their next message. An idle connection of a
     removed key stays open until then, able to do nothing. Used as ``Channel.inspect``.
+
+    The descriptor comes from the message (ZMQ_SRCFD). Should libzmq have closed that connection
+    and reused the number for a new one while the message waited in the queue, the new
+    connection would be the one shut down; its client simply reconnects.
     """
 
     def __init__(self, allowed: frozenset[bytes], on_revoked: Callable[[str], None]) -> None:
