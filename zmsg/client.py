@@ -42,6 +42,7 @@ from zmsg.client_core import (
     Hello,
     LinkEvent,
     PeerLink,
+    PeerState,
     call_timeout,
     check_one_service,
     check_size,
@@ -139,11 +140,10 @@ class PendingRequest(Generic[T]):
     ``PendingRequest[Invoice]``, so ``await`` gives an ``Invoice`` to type checkers too.
     """
 
-    __slots__ = ("_client", "pattern", "data", "timeout", "retries", "metadata", "decoder", "_bare", "wait_for_ready")
+    __slots__ = ("_client", "pattern", "data", "timeout", "retries", "metadata", "decoder", "wait_for_ready")
 
     def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int,
-                 metadata: dict[str, str] | None = None, decoder: Any = None, bare: bool = False,
-                 wait_for_ready: bool = False) -> None:
+                 metadata: dict[str, str] | None = None, decoder: Any = None, wait_for_ready: bool = False) -> None:
         self._client = client
         self.pattern = pattern
         self.data = data
@@ -151,15 +151,12 @@ class PendingRequest(Generic[T]):
         self.retries = retries
         self.metadata = metadata
         self.decoder = decoder
-        self._bare = bare  # already inside the client's middleware chain
         self.wait_for_ready = wait_for_ready
 
     def __await__(self) -> Generator[Any, None, T]:
         client = self._client
         if client._closed:
             raise ServiceUnavailable("this ClientProxy is closed")
-        if client._middleware and not self._bare:
-            return (yield from client._through_middleware(self).__await__())  # type: ignore[no-any-return]
         if client._slot_waiters or len(client._inflight) >= client.max_in_flight:
             yield from client._wait_for_slot(self.timeout).__await__()
         attempt = 0
@@ -170,7 +167,9 @@ class PendingRequest(Generic[T]):
             else:
                 cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None, self.metadata,
                                                    self.decoder)
-                if not self.wait_for_ready and cid:
+                if not self.wait_for_ready and cid and peer.link.state is not PeerState.UP:
+                    # Sent to a peer not (yet) up: fails once every endpoint is known down. One
+                    # that is up fails with its own disconnect (_fail_peer) anyway.
                     client._impatient.add(cid)
             try:
                 result = yield from future
@@ -192,6 +191,18 @@ class PendingRequest(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<PendingRequest {self.pattern!r} (not sent until awaited)>"
+
+
+class _ChainedRequest(PendingRequest[T]):
+    """What ``send`` returns on a proxy with middleware: awaiting it runs the chain, whose
+    ``call_next`` awaits a plain ``PendingRequest`` (so a proxy without middleware pays nothing)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self._client._closed:
+            raise ServiceUnavailable("this ClientProxy is closed")
+        return (yield from self._client._through_middleware(self).__await__())  # type: ignore[no-any-return]
 
 
 class ClientProxy:
@@ -313,16 +324,17 @@ class ClientProxy:
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
         wait = self.wait_for_ready if wait_for_ready is None else wait_for_ready
-        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries),
-                              metadata, None if response_type is None else reply_decoder(response_type),  # type: ignore[arg-type]
-                              wait_for_ready=wait)
+        request = _ChainedRequest if self._middleware else PendingRequest
+        return request(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries),
+                       metadata, None if response_type is None else reply_decoder(response_type),  # type: ignore[arg-type]
+                       wait_for_ready=wait)
 
     async def _through_middleware(self, request: PendingRequest[Any]) -> Any:
         call = Call("request", request.pattern, request.data, request.metadata)
 
         def call_next() -> PendingRequest[Any]:
             return PendingRequest(self, call.pattern, call.data, request.timeout, request.retries,
-                                  merge_metadata(None, call.metadata), request.decoder, bare=True,
+                                  merge_metadata(None, call.metadata), request.decoder,
                                   wait_for_ready=request.wait_for_ready)
 
         return await run_chain(self._middleware, call, call_next)
@@ -576,7 +588,9 @@ class ClientProxy:
             if future.done():
                 continue
             try:
-                future.set_result(reply_value(kind, cid, body, waiter[4]))
+                decoder = waiter[4]
+                future.set_result(reply_value(kind, cid, body) if decoder is None
+                                  else reply_value(kind, cid, body, decoder))
             except ZmsgError as exc:
                 future.set_exception(exc)
         if fault is not None:

@@ -40,6 +40,7 @@ __all__ = [
     "HELLO_PATTERN",
     "HEALTH_PATTERN",
     "INFO_PATTERN",
+    "SCHEMA_PATTERN",
     "EXTERNAL_BODY_THRESHOLD",
     "FLUSH_EXTERNAL_BYTES",
     "VERSION",
@@ -83,6 +84,7 @@ HELLO_PATTERN = RESERVED_PREFIX + "hello"
 # Answered by every service, like gRPC's health checking and reflection (see docs/cli.md).
 HEALTH_PATTERN = RESERVED_PREFIX + "health"
 INFO_PATTERN = RESERVED_PREFIX + "info"
+SCHEMA_PATTERN = RESERVED_PREFIX + "schema"  # the AsyncAPI 3.0 document of the service (zmsg.contract)
 
 # The metadata of a record that carries none: read-only, shared, so "no metadata" allocates nothing.
 # A record with metadata sets FLAG_METADATA and its body starts with the section that

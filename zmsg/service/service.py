@@ -61,6 +61,7 @@ from zmsg.protocol import (
     KIND_REPLY,
     KIND_REQUEST,
     RESERVED_PREFIX,
+    SCHEMA_PATTERN,
     VERSION,
     BatchBuilder,
     decode_metadata,
@@ -253,6 +254,7 @@ class Service:
             HELLO_PATTERN.encode(): self._hello,
             HEALTH_PATTERN.encode(): self._health,
             INFO_PATTERN.encode(): self._info,
+            SCHEMA_PATTERN.encode(): self._schema,
         }
 
     # -- registration ----------------------------------------------------------------------
@@ -977,6 +979,11 @@ class Service:
     def _health(self) -> dict[str, Any]:
         # Answered while draining too, so an orchestrator sees "draining" rather than silence.
         return {"status": "draining" if self._draining else "serving", "service": self.name}
+
+    def _schema(self) -> dict[str, Any]:
+        from zmsg.contract import service_document  # built on demand: no cost unless asked
+
+        return service_document(self)
 
     def _info(self) -> dict[str, Any]:
         return {
