@@ -109,9 +109,15 @@ def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | No
         service.max_message_size = settings.max_message_size
     if settings.max_concurrency is not None:
         service.max_concurrency = settings.max_concurrency
+    if settings.max_peer_buffer is not None:
+        service.max_peer_buffer = settings.max_peer_buffer
     security = settings.security()
     if security is not None:
         service.security = security
+    if settings.insecure:
+        service.insecure = True
+    if settings.allow_from:
+        service.allow_from = settings.allow_from
 
     def ready(endpoint: str) -> None:
         if on_ready is not None:

@@ -111,7 +111,7 @@ async def test_default_timeout_is_finite() -> None:
     client = zmsg.ClientProxy("tcp://127.0.0.1:9")  # nothing listens on the discard port
     try:
         with pytest.raises(zmsg.RequestTimeout):
-            await client.send("anything", timeout=0.2)
+            await client.send("anything", timeout=0.2, wait_for_ready=True)  # else it fails fast
     finally:
         await client.close()
 

@@ -24,7 +24,8 @@ workloads (fixed, so results compare across versions and machines):
 Each workload also runs on raw blocking pyzmq (same work, same window) in the same run;
 the zmsg/raw ratio is the number to read. A service given with --endpoint must serve the
 bench patterns: {"cmd": "sum"}, {"cmd": "echo"}, {"cmd": "bench_stats"} and the event
-user_created (simplest: `zmsg serve zmsg.bench.service:service --bind tcp://0.0.0.0:PORT`).
+user_created (simplest: `zmsg serve zmsg.bench.service:service --bind tcp://0.0.0.0:PORT
+--allow-from BENCH_HOST/32`, or `--insecure` on a trusted network: reachable binds need one).
 
 examples:
   zmsg bench

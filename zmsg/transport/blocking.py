@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import ServiceUnavailable
+from zmsg.transport.monitor import EVENT_NAMES, WATCHED_EVENTS
 from zmsg.transport.sockets import (
     Security,
+    connect_all,
     connect_dealer,
     connect_publisher,
     subscription_change,
@@ -38,12 +41,35 @@ def _ms(timeout: float) -> int:
 class BlockingDealer:
     """A DEALER owned by one thread: send a message, wait for the next one with a timeout."""
 
-    __slots__ = ("sock", "_rcvtimeo", "__weakref__")
+    __slots__ = ("sock", "_rcvtimeo", "_monitor", "__weakref__")
 
     def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
                  security: Security | None = None) -> None:
-        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat, security=security)
+        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat, security=security, connect=False)
+        # Monitor first, connect second (no event before anyone listens); read without blocking
+        # by ``link_events`` when the owner wants to know which endpoints are up.
+        self._monitor: zmq.Socket[Any] = self.sock.get_monitor_socket(WATCHED_EVENTS)
+        try:
+            connect_all(self.sock, endpoints)
+        except BaseException:
+            self._monitor.close(linger=0)
+            raise
         self._rcvtimeo = _NO_TIMEOUT
+
+    def link_events(self) -> list[tuple[str, str]]:
+        """Connection events since the last call, as (``EVENT_NAMES`` name, endpoint)."""
+        found: list[tuple[str, str]] = []
+        monitor = self._monitor
+        try:
+            while monitor.poll(0):
+                message = parse_monitor_message(monitor.recv_multipart())
+                name = EVENT_NAMES.get(int(message["event"]))
+                raw: Any = message["endpoint"]
+                if name is not None:
+                    found.append((name, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)))
+        except zmq.ZMQError:
+            pass
+        return found
 
     def send(self, frames: Sequence[Any]) -> None:
         try:
@@ -108,6 +134,11 @@ class BlockingDealer:
         return rest
 
     def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self._monitor.close(linger=0)
         self.sock.close(linger=0)
 
 
