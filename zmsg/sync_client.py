@@ -36,6 +36,8 @@ from zmsg.client_core import (
     Call,
     EventStamper,
     Hello,
+    LinkEvent,
+    PeerLink,
     call_timeout,
     check_one_service,
     check_size,
@@ -51,6 +53,7 @@ from zmsg.client_core import (
     resolve_endpoints,
     retry_attempts,
     retry_delay,
+    unavailable,
     with_metadata,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
@@ -76,11 +79,20 @@ T = TypeVar("T")
 class _ThreadState:
     """One thread's socket and its correlation-id counter (ids need only be unique per socket)."""
 
-    __slots__ = ("dealer", "next_id", "__weakref__")
+    __slots__ = ("dealer", "next_id", "links", "__weakref__")
 
-    def __init__(self, dealer: BlockingDealer) -> None:
+    def __init__(self, dealer: BlockingDealer, endpoints: list[str]) -> None:
         self.dealer = dealer
         self.next_id = 0
+        self.links = {endpoint: PeerLink(endpoint) for endpoint in endpoints}
+
+    def down(self) -> ServiceUnavailable | None:
+        """Apply the socket's connection events; the fail-fast error when every endpoint is down."""
+        for name, endpoint in self.dealer.link_events():
+            link = self.links.get(endpoint)
+            if link is not None:
+                link.on_event(LinkEvent(name))
+        return unavailable(list(self.links.values()))
 
 
 class SyncClientProxy:
@@ -106,6 +118,7 @@ class SyncClientProxy:
         stream_window: int = DEFAULTS.stream_window,
         metadata: Mapping[str, str] | None = DEFAULTS.metadata,
         middleware: Sequence[SyncMiddleware] = (),
+        wait_for_ready: bool = DEFAULTS.wait_for_ready,
     ) -> None:
         """The options mean what they mean for ``ClientProxy`` (declared once, with their
         constraints, in ``zmsg.client_core.ClientOptions``); ``max_in_flight`` and ``flush_at``
@@ -115,7 +128,8 @@ class SyncClientProxy:
         self.options = options = client_options(
             "SyncClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_message_size=max_message_size,
-            heartbeat=heartbeat, event_hwm=event_hwm, stream_window=stream_window, metadata=metadata)
+            heartbeat=heartbeat, event_hwm=event_hwm, stream_window=stream_window, metadata=metadata,
+            wait_for_ready=wait_for_ready)
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
         self.emit_timeout = options.emit_wait
@@ -127,6 +141,7 @@ class SyncClientProxy:
         self.stream_window = options.stream_window
         self.metadata = options.metadata
         self._middleware = tuple(check_sync_middleware(mw) for mw in middleware)
+        self.wait_for_ready = options.wait_for_ready
         self.security = security
         self.service_name: str | None = None
         self.timeouts = 0
@@ -150,26 +165,30 @@ class SyncClientProxy:
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
              idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: None = None) -> Any: ...
+             response_type: None = None, wait_for_ready: bool | None = None) -> Any: ...
 
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
-             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: type[T]) -> T: ...
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: type[T],
+             wait_for_ready: bool | None = None) -> T: ...
 
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
-             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: Any) -> Any: ...
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: Any,
+             wait_for_ready: bool | None = None) -> Any: ...
 
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
              retries: int | None = None, idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: Any = None) -> Any:
+             response_type: Any = None, wait_for_ready: bool | None = None) -> Any:
         """Request-reply: returns the handler's result, blocking this thread until it arrives.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
         came within ``timeout`` seconds (default: the proxy's), ``ServiceUnavailable`` when the
         proxy is closed. Retries (``retries``, or the proxy's) apply only to calls declared
         ``idempotent``, as with ``ClientProxy``. ``metadata`` and ``response_type`` as with
-        ``ClientProxy.send``.
+        ``ClientProxy.send``. When this thread's socket knows every endpoint to be down it fails
+        at once with ``ServiceUnavailable`` unless ``wait_for_ready`` (or the proxy's) asks to
+        wait within the timeout (a call already waiting waits out its timeout).
         """
         if self._closed:
             raise ServiceUnavailable("this SyncClientProxy is closed")
@@ -178,14 +197,15 @@ class SyncClientProxy:
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
         decoder = None if response_type is None else reply_decoder(response_type)
+        wait = self.wait_for_ready if wait_for_ready is None else wait_for_ready
         if self._middleware:
             call = Call("request", pattern, data, metadata)  # type: ignore[arg-type]
             return run_chain_sync(self._middleware, call, lambda: self._send(
-                call.pattern, call.data, timeout, attempts, merge_metadata(None, call.metadata), decoder))
-        return self._send(pattern, data, timeout, attempts, metadata, decoder)  # type: ignore[arg-type]
+                call.pattern, call.data, timeout, attempts, merge_metadata(None, call.metadata), decoder, wait))
+        return self._send(pattern, data, timeout, attempts, metadata, decoder, wait)  # type: ignore[arg-type]
 
     def _send(self, pattern: Pattern, data: Any, timeout: float, attempts: int, metadata: dict[str, str] | None,
-              decoder: Any) -> Any:
+              decoder: Any, wait: bool = True) -> Any:
         route = encode_pattern(pattern)
         body = codec.encode(data)
         flags = 0
@@ -196,7 +216,7 @@ class SyncClientProxy:
         attempt = 0
         while True:
             try:
-                return self._request(route, body, timeout, flags, decoder)
+                return self._request(route, body, timeout, flags, decoder, wait)
             except RETRYABLE as exc:
                 if attempt >= attempts or self._closed:
                     raise
@@ -206,11 +226,14 @@ class SyncClientProxy:
                          attempt, attempts)
                 time.sleep(retry_delay(attempt, self.retry_backoff))
 
-    def _request(self, route: bytes, body: bytes, timeout: float, flags: int = 0, decoder: Any = None) -> Any:
+    def _request(self, route: bytes, body: bytes, timeout: float, flags: int = 0, decoder: Any = None,
+                 wait_for_ready: bool = True) -> Any:
         try:
             state: _ThreadState = self._local.state
         except AttributeError:
             state = self._open_thread_state()
+        if not wait_for_ready and (down := state.down()) is not None:
+            raise down
         cid = state.next_id = (state.next_id + 1) & _MAX_ID or 1
         ttl_ms = request_ttl_ms(timeout)
         # The request's time budget (ms, rounded up) is also how long this thread's socket waits.
@@ -219,7 +242,7 @@ class SyncClientProxy:
         started = time.monotonic()
         if len(body) < EXTERNAL_BODY_THRESHOLD:
             header = _pack_header(KIND_REQUEST, flags, cid, ttl_ms, len(route), len(body))
-            first = dealer.exchange(header + route + body, wait_ms)
+            first = dealer.exchange(b"".join((header, route, body)), wait_ms)  # one copy, not two
         else:
             batch = BatchBuilder()
             batch.add(KIND_REQUEST, flags, cid, ttl_ms, route, body)
@@ -246,13 +269,20 @@ class SyncClientProxy:
             check_size(route, body, self.max_message_size)
         return SyncStream(self, route, flags, body, timeout, reply_decoder(response_type))
 
-    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> None:
+    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None,
+             wait_for_ready: bool | None = None) -> None:
         """Publish an event to every connected service; returns once the transport accepted it.
 
         It never waits for handlers. When a slow subscriber has filled the queue it waits for
         room, up to ``emit_timeout``, then raises ``ServiceUnavailable`` rather than drop it.
-        ``metadata`` goes with the event, over the proxy's (the call wins).
+        ``metadata`` goes with the event, over the proxy's (the call wins). Fails at once when
+        this thread's socket knows every endpoint to be down, unless ``wait_for_ready`` (or the
+        proxy's) asks to wait.
         """
+        if not (self.wait_for_ready if wait_for_ready is None else wait_for_ready):
+            state = getattr(self._local, "state", None)
+            if state is not None and (down := state.down()) is not None:
+                raise ServiceUnavailable(f"the event was not sent: {down}")
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
         if self._middleware:
@@ -369,7 +399,7 @@ class SyncClientProxy:
             if self._closed:
                 raise ServiceUnavailable("this SyncClientProxy is closed")
             dealer = BlockingDealer(self.endpoints, heartbeat=self.heartbeat, security=self.security)
-            state = _ThreadState(dealer)
+            state = _ThreadState(dealer, self.endpoints)
             self._finalizers = [f for f in self._finalizers if f.alive]
             self._finalizers.append(weakref.finalize(state, dealer.close))
         self._local.state = state
@@ -402,7 +432,7 @@ class SyncClientProxy:
 class SyncStream(Iterator[Any]):
     """The items of one stream, for blocking code; cold: the request goes on the first ``next``."""
 
-    __slots__ = ("_client", "_route", "_flags", "_body", "timeout", "_decoder", "_core", "_dealer", "_done")
+    __slots__ = ("_client", "_route", "_flags", "_body", "timeout", "_decoder", "_core", "_dealer", "_link", "_done")
 
     def __init__(self, client: SyncClientProxy, route: bytes, flags: int, body: bytes, timeout: float,
                  decoder: Any) -> None:
@@ -414,6 +444,7 @@ class SyncStream(Iterator[Any]):
         self._decoder = decoder
         self._core: ClientStream | None = None
         self._dealer: WatchedDealer | None = None
+        self._link: PeerLink | None = None
         self._done = False
 
     def __iter__(self) -> SyncStream:
@@ -449,6 +480,7 @@ class SyncStream(Iterator[Any]):
         endpoints = client.endpoints
         endpoint = endpoints[next(client._next_endpoint) % len(endpoints)]
         dealer = self._dealer = WatchedDealer(endpoint, heartbeat=client.heartbeat, security=client.security)
+        self._link = PeerLink(endpoint)  # the async client's connection rules, fed by the monitor
         core = self._core = ClientStream(1, self._route, client.stream_window, self._decoder)  # a private socket
         batch = BatchBuilder()
         open_stream(batch, 1, request_ttl_ms(self.timeout), self._route, self._body, client.stream_window, self._flags)
@@ -460,18 +492,24 @@ class SyncStream(Iterator[Any]):
         return core
 
     def _receive(self, core: ClientStream) -> None:
-        dealer = self._dealer
-        assert dealer is not None
-        try:
-            frame = dealer.recv_first(self.timeout)
-        except ServiceUnavailable as exc:
-            core.fail(exc, service_gone=True)
-            return
-        if frame is None:
-            self._client.timeouts += 1
-            core.fail(RequestTimeout(f"no item of stream {pattern_repr(self._route)!r} within {self.timeout:g} s"),
-                      service_gone=False)
-            return
+        """Wait for the next message of the stream (or the end of its connection, or the timeout)."""
+        dealer, link = self._dealer, self._link
+        assert dealer is not None and link is not None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            frame = dealer.recv_or_event(max(deadline - time.monotonic(), 0.0))
+            if frame is not None:
+                break
+            for name, _endpoint in dealer.link_events():
+                failure = link.on_event(LinkEvent(name))
+                if failure is not None:  # lost, or refused: nothing more can come
+                    core.fail(failure, service_gone=True)
+                    return
+            if time.monotonic() >= deadline:
+                self._client.timeouts += 1
+                core.fail(RequestTimeout(f"no item of stream {pattern_repr(self._route)!r} within {self.timeout:g} s"),
+                          service_gone=False)
+                return
         records, fault = read_replies((frame,))
         if fault is not None:
             records, fault = read_replies([frame, *dealer.recv_rest()])

@@ -44,6 +44,7 @@ SAMPLE: dict[str, tuple[Any, str]] = {
     "stream_window": (16, "16"),
     # a TOML inline table, in the file and in the environment alike
     "metadata": ({"authorization": "Bearer x", "tenant": "t1"}, '{ authorization = "Bearer x", tenant = "t1" }'),
+    "wait_for_ready": (True, "true"),
 }
 
 

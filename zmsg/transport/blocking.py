@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
-from zmsg.errors import AuthenticationFailed, ServiceUnavailable
+from zmsg.errors import ServiceUnavailable
+from zmsg.transport.monitor import EVENT_NAMES, WATCHED_EVENTS
 from zmsg.transport.sockets import (
     Security,
     connect_all,
@@ -41,19 +43,44 @@ def _ms(timeout: float) -> int:
 class BlockingDealer:
     """A DEALER owned by one thread: send a message, wait for the next one with a timeout."""
 
-    __slots__ = ("sock", "_rcvtimeo", "__weakref__")
+    __slots__ = ("sock", "_rcvtimeo", "_monitor", "__weakref__")
 
     def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
                  security: Security | None = None) -> None:
-        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat, security=security)
+        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat, security=security, connect=False)
+        # Monitor first, connect second (no event before anyone listens); read without blocking
+        # by ``link_events`` when the owner wants to know which endpoints are up.
+        self._monitor: zmq.Socket[Any] = self.sock.get_monitor_socket(WATCHED_EVENTS)
+        try:
+            connect_all(self.sock, endpoints)
+        except BaseException:
+            self._monitor.close(linger=0)
+            raise
         self._rcvtimeo = _NO_TIMEOUT
+
+    def link_events(self) -> list[tuple[str, str]]:
+        """Connection events since the last call, as (``EVENT_NAMES`` name, endpoint)."""
+        found: list[tuple[str, str]] = []
+        monitor = self._monitor
+        try:
+            while monitor.poll(0):
+                message = parse_monitor_message(monitor.recv_multipart())
+                name = EVENT_NAMES.get(int(message["event"]))
+                raw: Any = message["endpoint"]
+                if name is not None:
+                    found.append((name, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)))
+        except zmq.ZMQError:
+            pass
+        return found
 
     def send(self, frames: Sequence[Any]) -> None:
         try:
             if len(frames) == 1:
                 self.sock.send(frames[0])
             else:
-                self.sock.send_multipart(frames, copy=False)
+                # Copying, as Channel does: pyzmq's zero-copy frames over 64 KiB release their
+                # buffer through its garbage-collector thread, which costs more than the copy.
+                self.sock.send_multipart(frames)
         except zmq.ZMQError as exc:
             raise ServiceUnavailable(f"cannot send: {exc.strerror}") from None
 
@@ -94,85 +121,62 @@ class BlockingDealer:
             raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
         return frame
 
-    def recv_rest(self) -> list[bytes]:
-        """The remaining frames of the message whose first frame ``recv_first`` returned."""
+    def recv_rest(self) -> list[Any]:
+        """The remaining frames of the message whose first frame ``recv_first`` returned.
+
+        They are large bodies: returned as ``zmq.Frame`` buffers, decoded without a copy.
+        """
         sock = self.sock
-        rest: list[bytes] = []
+        rest: list[Any] = []
         try:
             while sock.getsockopt(zmq.RCVMORE):
-                rest.append(sock.recv())
+                rest.append(sock.recv(copy=False))
         except zmq.ZMQError as exc:
             raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
         return rest
 
-    def close(self) -> None:
-        self.sock.close(linger=0)
-
-
-class WatchedDealer(BlockingDealer):
-    """A DEALER to one endpoint whose waits end early when its connection is lost or refused."""
-
-    __slots__ = ("endpoint", "_monitor", "_poller", "_connected")
-
-    def __init__(self, endpoint: str, *, heartbeat: float | None = DEFAULT_HEARTBEAT,
-                 security: Security | None = None) -> None:
-        self.sock = connect_dealer([endpoint], heartbeat=heartbeat, security=security, connect=False)
-        self._rcvtimeo = _NO_TIMEOUT
-        self.endpoint = endpoint
-        # Monitor first, connect second: a fast handshake must not happen before we listen.
-        self._monitor: zmq.Socket[Any] = self.sock.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        connect_all(self.sock, [endpoint])
-        self._poller = zmq.Poller()
-        self._poller.register(self.sock, zmq.POLLIN)
-        self._poller.register(self._monitor, zmq.POLLIN)
-        self._connected = False
-
-    def recv_first(self, timeout: float) -> bytes | None:
-        """The first frame of the next message, or None after ``timeout`` s; raises
-        ``ServiceUnavailable`` when the connection drops meanwhile (``AuthenticationFailed``
-        when the service refused our CURVE credentials)."""
-        deadline = time.monotonic() + timeout
-        sock = self.sock
-        try:
-            while True:
-                try:
-                    frame: bytes = sock.recv(zmq.NOBLOCK)
-                    return frame
-                except zmq.Again:
-                    pass
-                self._read_events()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._poller.poll(_ms(remaining))
-        except zmq.ZMQError as exc:
-            raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
-
-    def _read_events(self) -> None:
-        while True:
-            try:
-                frames = self._monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            event = int.from_bytes(frames[0][:2], "little")
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._connected = True
-            elif event == zmq.EVENT_DISCONNECTED:
-                raise ServiceUnavailable(f"connection to {self.endpoint} lost during the stream")
-            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                raise AuthenticationFailed(f"{self.endpoint} refused this client's CURVE credentials")
-            else:
-                raise AuthenticationFailed(f"{self.endpoint} failed the security handshake")
-
     def close(self, linger_ms: int = 0) -> None:
+        """``linger_ms``: how long ZeroMQ may keep delivering what was sent (a stream's cancel)."""
         try:
             self.sock.disable_monitor()
         except zmq.ZMQError:
             pass
         self._monitor.close(linger=0)
         self.sock.close(linger=linger_ms)
+
+
+class WatchedDealer(BlockingDealer):
+    """A DEALER to one endpoint whose waits also end when a connection event arrives (a long-lived
+    stream must hear at once that its service went away, not at its timeout)."""
+
+    __slots__ = ("_poller",)
+
+    def __init__(self, endpoint: str, *, heartbeat: float | None = DEFAULT_HEARTBEAT,
+                 security: Security | None = None) -> None:
+        super().__init__([endpoint], heartbeat=heartbeat, security=security)
+        self._poller = zmq.Poller()
+        self._poller.register(self.sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+
+    def recv_or_event(self, timeout: float) -> bytes | None:
+        """The first frame of the next message, or None when ``timeout`` s passed or a connection
+        event is waiting first (read those with ``link_events``)."""
+        sock = self.sock
+        try:
+            try:
+                frame: bytes = sock.recv(zmq.NOBLOCK)
+                return frame
+            except zmq.Again:
+                pass
+            if sock in dict(self._poller.poll(_ms(timeout))):
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                    return frame
+                except zmq.Again:
+                    pass
+        except zmq.ZMQError as exc:
+            raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
+        return None
 
 
 class BlockingPublisher:
@@ -220,7 +224,7 @@ class BlockingPublisher:
             if len(frames) == 1:
                 sock.send(frames[0])
             else:
-                sock.send_multipart(frames, copy=False)
+                sock.send_multipart(frames)  # copying: see BlockingDealer.send
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:
