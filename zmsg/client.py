@@ -220,9 +220,9 @@ class _StreamLink:
         self.waiter: asyncio.Future[None] | None = None
         self.stats = stats
 
-    def on_record(self, kind: int, body: Any) -> None:
+    def on_record(self, kind: int, body: Any, seq: int) -> None:
         core = self.core
-        if not core.on_record(kind, body):
+        if not core.on_record(kind, body, seq):
             self.stats.rejected_stream_records += 1
         waiter = self.waiter
         if waiter is not None and core.ready and not waiter.done():
@@ -803,11 +803,11 @@ class ClientProxy:
         records, fault = read_replies(frames)
         resolve = self._inflight.resolve
         streams = self._streams
-        for kind, _flags, cid, _ttl, _pattern, body in records:
+        for kind, _flags, cid, ttl, _pattern, body in records:
             if streams:
                 stream = streams.get(cid)
                 if stream is not None:
-                    stream.on_record(kind, body)
+                    stream.on_record(kind, body, ttl)
                     continue
             waiter = resolve(cid)
             if waiter is None:

@@ -117,7 +117,7 @@ class ClientStream:
     """
 
     __slots__ = ("correlation_id", "route", "window", "state", "unexpected", "_bodies", "_error", "_credit",
-                 "_consumed", "_half", "_decoder")
+                 "_consumed", "_half", "_decoder", "_seq")
 
     def __init__(self, correlation_id: int, route: bytes, window: int,
                  decoder: msgspec.msgpack.Decoder[Any] | None = None) -> None:
@@ -135,13 +135,15 @@ class ClientStream:
         self._consumed = 0  # items taken since the last grant
         self._half = max(1, window // 2)
         self._decoder = decoder
+        self._seq = 0  # the last item's sequence number (its record's ttl field)
 
     # -- records in ------------------------------------------------------------------------
 
-    def on_record(self, kind: int, body: Any) -> bool:
+    def on_record(self, kind: int, body: Any, seq: int = 0) -> bool:
         """Apply one record the service sent for this stream; False when it was rejected (the
         driver counts those): a record after the stream was over, an item beyond the credit
-        granted, a kind a stream cannot carry (the last two fail the stream)."""
+        granted, a kind a stream cannot carry, an item out of sequence (``seq``: the record's ttl
+        field, 1, 2, 3... modulo 2**32; the last three fail the stream: items were lost)."""
         if self.state is not StreamState.OPEN or self._error is not None:
             self.unexpected += 1  # e.g. items already in flight when we cancelled: dropped
             return False
@@ -152,6 +154,13 @@ class ClientStream:
                     f"the service sent more items of stream {codec.pattern_repr(self.route)!r} than it was "
                     f"granted (window {self.window})")
                 return False
+            expected = (self._seq + 1) & MAX_CREDIT
+            if seq != expected:
+                self._bodies.clear()
+                self._error = ProtocolError(
+                    f"stream {codec.pattern_repr(self.route)!r} lost items: item {seq} arrived after {self._seq}")
+                return False
+            self._seq = expected
             self._credit -= 1
             self._bodies.append(body)
         elif kind == KIND_STREAM_END:

@@ -515,10 +515,10 @@ class SyncStream(Iterator[Any]):
             records, fault = read_replies([frame, *dealer.recv_rest()])
         cid = core.correlation_id
         client = self._client
-        for kind, _flags, record_id, _ttl, _pattern, body in records:
+        for kind, _flags, record_id, ttl, _pattern, body in records:
             if record_id != cid:
                 client.late_replies += 1  # not this stream's: nothing else uses its socket
-            elif not core.on_record(kind, body):
+            elif not core.on_record(kind, body, ttl):
                 client.rejected_stream_records += 1
         if fault is not None:
             core.fail(malformed_reply(fault), service_gone=False)

@@ -382,7 +382,7 @@ async def test_the_client_rejects_and_counts_items_beyond_its_credit_and_cancels
         request, credit = parse_frames(frames)[:2]
         batch = BatchBuilder()
         for i in range(read_credit(credit[5]) + 3):
-            batch.add(KIND_STREAM_ITEM, 0, request[2], 0, b"", codec.encode(i))
+            batch.add(KIND_STREAM_ITEM, 0, request[2], i + 1, b"", codec.encode(i))  # numbered, as documented
         router.send_multipart([identity, *batch.take()])
         if router.poll(20_000):  # what the client says next
             seen.extend((k, cid) for k, _f, cid, _t, _p, _b in parse_frames(router.recv_multipart()[1:]))

@@ -79,7 +79,7 @@ def test_items_then_end() -> None:
     stream = ClientStream(1, b"p", 8)
     assert not stream.ready
     for i in range(3):
-        stream.on_record(KIND_STREAM_ITEM, ITEM(i))
+        stream.on_record(KIND_STREAM_ITEM, ITEM(i), i + 1)
     assert stream.buffered == 3
     stream.on_record(KIND_STREAM_END, b"")
     assert stream.state is StreamState.ENDED
@@ -97,7 +97,7 @@ def test_a_plain_reply_is_the_only_item() -> None:
 
 def test_an_error_comes_after_the_items_already_received() -> None:
     stream = ClientStream(1, b"p", 8)
-    stream.on_record(KIND_STREAM_ITEM, ITEM("a"))
+    stream.on_record(KIND_STREAM_ITEM, ITEM("a"), 1)
     stream.on_record(KIND_ERROR, ITEM({"status": 409, "message": "no"}))
     assert stream.next_item() == "a"
     with pytest.raises(RpcException) as caught:
@@ -110,7 +110,7 @@ def test_credit_is_granted_every_half_window_consumed() -> None:
     stream = ClientStream(1, b"p", 8)
     grants = []
     for i in range(20):
-        stream.on_record(KIND_STREAM_ITEM, ITEM(i))
+        stream.on_record(KIND_STREAM_ITEM, ITEM(i), i + 1)
         assert stream.next_item() == i
         grants.append(stream.credit_due())
     assert grants == [0, 0, 0, 4] * 5
@@ -119,7 +119,7 @@ def test_credit_is_granted_every_half_window_consumed() -> None:
 
 def test_items_beyond_the_credit_fail_the_stream_and_it_is_cancelled() -> None:
     stream = ClientStream(1, b"p", 4)
-    assert [stream.on_record(KIND_STREAM_ITEM, ITEM(i)) for i in range(6)] == [True] * 4 + [False] * 2
+    assert [stream.on_record(KIND_STREAM_ITEM, ITEM(i), i + 1) for i in range(6)] == [True] * 4 + [False] * 2
     assert stream.ready
     with pytest.raises(ProtocolError, match="more items"):
         stream.next_item()
@@ -138,15 +138,15 @@ def test_a_record_of_another_kind_fails_the_stream(kind: int) -> None:
 
 def test_an_undecodable_item_raises_a_protocol_error() -> None:
     stream = ClientStream(1, b"p", 4)
-    stream.on_record(KIND_STREAM_ITEM, b"\xc1")
+    stream.on_record(KIND_STREAM_ITEM, b"\xc1", 1)
     with pytest.raises(ProtocolError, match="undecodable"):
         stream.next_item()
 
 
 def test_items_are_decoded_into_the_response_type() -> None:
     stream = ClientStream(1, b"p", 4, msgspec.msgpack.Decoder(int))
-    stream.on_record(KIND_STREAM_ITEM, ITEM(3))
-    stream.on_record(KIND_STREAM_ITEM, ITEM("x"))
+    stream.on_record(KIND_STREAM_ITEM, ITEM(3), 1)
+    stream.on_record(KIND_STREAM_ITEM, ITEM("x"), 2)
     assert stream.next_item() == 3
     with pytest.raises(ReplyValidationError, match="Expected `int`"):
         stream.next_item()
@@ -163,7 +163,7 @@ def test_a_local_timeout_keeps_the_stream_open_at_the_service() -> None:
 
 def test_a_lost_service_delivers_what_arrived_then_raises() -> None:
     stream = ClientStream(1, b"p", 4)
-    stream.on_record(KIND_STREAM_ITEM, ITEM(1))
+    stream.on_record(KIND_STREAM_ITEM, ITEM(1), 1)
     stream.fail(ServiceUnavailable("gone"), service_gone=True)
     assert stream.next_item() == 1
     with pytest.raises(ServiceUnavailable):
@@ -180,6 +180,22 @@ def test_records_after_the_end_are_dropped_and_counted() -> None:
     assert stream.on_record(KIND_STREAM_ITEM, ITEM(2)) is False
     assert stream.unexpected == 2
     assert stream.next_item() is END
+
+
+def test_an_item_out_of_sequence_means_items_were_lost() -> None:
+    stream = ClientStream(1, b"p", 8)
+    assert stream.on_record(KIND_STREAM_ITEM, ITEM(0), 1) is True
+    assert stream.on_record(KIND_STREAM_ITEM, ITEM(3), 4) is False  # 2 and 3 never came
+    with pytest.raises(ProtocolError, match="lost items: item 4 arrived after 1"):
+        stream.next_item()
+    assert stream.close() is True
+
+
+def test_the_sequence_wraps_at_32_bits() -> None:
+    stream = ClientStream(1, b"p", 8)
+    stream._seq = MAX_CREDIT - 1
+    assert stream.on_record(KIND_STREAM_ITEM, ITEM(0), MAX_CREDIT) is True
+    assert stream.on_record(KIND_STREAM_ITEM, ITEM(1), 0) is True
 
 
 def test_the_window_is_bounded() -> None:

@@ -848,19 +848,24 @@ class Service:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _stream_item(self, identity: bytes, cid: int, value: Any) -> None:
-        """One item of a running stream joins its caller's batch (TypeError: not encodable)."""
+    def _stream_item(self, identity: bytes, cid: int, seq: int, value: Any) -> None:
+        """Item ``seq`` (1, 2, ...) of a running stream joins its caller's batch (TypeError: not
+        encodable). The sequence rides in the ttl field so a client detects a lost item."""
         body = codec.encode(value)
         self.stats.stream_items += 1
         batch = self._pending.get(identity)
         if batch is None:
             batch = self._pending[identity] = BatchBuilder()
-        batch.add(KIND_STREAM_ITEM, 0, cid, 0, b"", body)
+        batch.add(KIND_STREAM_ITEM, 0, cid, seq & 0xFFFFFFFF, b"", body)
         if (batch.count >= STREAM_FLUSH_AT or batch.external_bytes >= FLUSH_EXTERNAL_BYTES) and self._router is not None:
             del self._pending[identity]
             self._send_replies(self._router, identity, batch)
         elif not self._flush_scheduled:
             self._schedule_flush()
+
+    def _stream_backlogged(self, identity: bytes) -> bool:
+        router = self._router
+        return router is not None and router.backlog_bytes(identity) > 0
 
     def _stream_end(self, identity: bytes, cid: int) -> None:
         self._batch_for(identity).add(KIND_STREAM_END, 0, cid, 0, b"", b"")

@@ -2,8 +2,10 @@
 
 Theory of operation: a stream request (``FLAG_STREAM``) for a generator handler becomes one
 task that pulls items from the generator and hands each to the service, which appends it to the
-caller's pending batch as a stream-item record (batched like replies: a batch goes when the
-reader is idle, at the end of the loop iteration, or at once past ``STREAM_FLUSH_AT`` items).
+caller's pending batch as a stream-item record numbered 1, 2, 3... (batched like replies: a batch
+goes when the reader is idle, at the end of the loop iteration, or at once past
+``STREAM_FLUSH_AT`` items). While that caller is not reading (messages wait in its backlog at
+the ROUTER) its streams pause, so they never push the backlog to where messages are dropped.
 Each item spends one credit; with none left the task waits, with the generator suspended at its
 ``yield``, until the caller's next credit record (``Streams.credit``) arrives. So a slow
 consumer costs the service one suspended generator and at most a window of items, never an
@@ -34,12 +36,15 @@ log = logging.getLogger("zmsg.service")
 STREAM_FLUSH_AT = 64
 """Stream items queued for one caller that make its batch go at once (the reader may be busy)."""
 _ITEMS_PER_TURN = 256  # items one stream sends before letting the loop run something else
+_BACKLOG_PAUSE = 0.005  # seconds a stream waits while its caller's messages are not being read
 
 
 class StreamSink(Protocol):
     """What the runner needs of the service: where items, ends and failures go."""
 
-    def _stream_item(self, identity: bytes, cid: int, value: Any) -> None: ...
+    def _stream_item(self, identity: bytes, cid: int, seq: int, value: Any) -> None: ...
+
+    def _stream_backlogged(self, identity: bytes) -> bool: ...
 
     def _stream_end(self, identity: bytes, cid: int) -> None: ...
 
@@ -159,13 +164,15 @@ class Streams:
                         if self.draining:
                             raise asyncio.CancelledError
                         await stream.wait_credit()
+                    while sink._stream_backlogged(identity):
+                        await asyncio.sleep(_BACKLOG_PAUSE)
                     try:
                         item = await anext()
                     except StopAsyncIteration:
                         break
                     stream.credit -= 1
-                    sink._stream_item(identity, cid, item)
                     sent += 1
+                    sink._stream_item(identity, cid, sent, item)
                     if not sent % _ITEMS_PER_TURN:
                         await asyncio.sleep(0)
             else:
@@ -177,13 +184,15 @@ class Streams:
                         if self.draining:
                             raise asyncio.CancelledError
                         await stream.wait_credit()
+                    while sink._stream_backlogged(identity):
+                        await asyncio.sleep(_BACKLOG_PAUSE)
                     try:
                         item = produce()
                     except StopIteration:
                         break
                     stream.credit -= 1
-                    sink._stream_item(identity, cid, item)
                     sent += 1
+                    sink._stream_item(identity, cid, sent, item)
                     if not sent % _ITEMS_PER_TURN:
                         await asyncio.sleep(0)
             self._running.pop((identity, cid), None)
