@@ -33,7 +33,7 @@ __all__ = ["Streams", "StreamSink", "STREAM_FLUSH_AT"]
 
 log = logging.getLogger("zmsg.service")
 
-STREAM_FLUSH_AT = 64
+STREAM_FLUSH_AT = 256
 """Stream items queued for one caller that make its batch go at once (the reader may be busy)."""
 _ITEMS_PER_TURN = 256  # items one stream sends before letting the loop run something else
 _BACKLOG_PAUSE = 0.005  # seconds a stream waits while its caller's messages are not being read
