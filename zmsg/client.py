@@ -481,7 +481,8 @@ class ClientProxy:
         self._loop = asyncio.get_running_loop()
         for peer in self._peers:
             sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security, connect=False)
-            peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}")
+            # Frames after the batch are external bodies: decoded from ZeroMQ's buffers, uncopied.
+            peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}", copy_frames=1)
             # Monitor first, connect second: a fast handshake must not happen before we listen.
             peer.monitor = SocketMonitor(sock, functools.partial(self._on_peer_event, peer),
                                          name=f"client/{peer.endpoint}")
@@ -520,7 +521,10 @@ class ClientProxy:
             self._arm_timer(deadline)
         batch = peer.batch
         batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
-        if batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES:
+        if (batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES
+                or (batch.count == 1 and len(inflight) == 1)):
+            # Full batches, large bodies, and a request with nothing else in flight (nothing to
+            # batch it with: a sequential caller) go at once, saving a loop iteration per call.
             self._flush_peer(peer)
         else:
             if batch.count == 1:
@@ -577,7 +581,7 @@ class ClientProxy:
                 waiter.set_result(None)
                 free -= 1
 
-    def _on_reply_message(self, frames: list[bytes]) -> None:
+    def _on_reply_message(self, frames: list[Any]) -> None:
         records, fault = read_replies(frames)
         resolve = self._inflight.resolve
         for kind, _flags, cid, _ttl, _pattern, body in records:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from zmsg.allocator import tune_allocator
 from zmsg.config import ServeSettings
 from zmsg.errors import ConfigError, ServiceLoadError
 from zmsg.runtime import run, uvloop_available
@@ -100,6 +101,8 @@ def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | No
     if settings.loop == "uvloop" and not uvloop_available():
         raise ConfigError("loop 'uvloop' was asked for but uvloop is not installed")
     configure_logging(settings.log_level, settings.log_format)
+    # Before the application allocates anything: large payload buffers stay in the heap.
+    tune_allocator()
     service = load_service(settings.app)
     # Deployment settings win over what the code constructed the Service with.
     if settings.max_message_size is not None:

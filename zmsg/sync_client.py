@@ -229,7 +229,7 @@ class SyncClientProxy:
         started = time.monotonic()
         if len(body) < EXTERNAL_BODY_THRESHOLD:
             header = _pack_header(KIND_REQUEST, flags, cid, ttl_ms, len(route), len(body))
-            first = dealer.exchange(header + route + body, wait_ms)
+            first = dealer.exchange(b"".join((header, route, body)), wait_ms)  # one copy, not two
         else:
             batch = BatchBuilder()
             batch.add(KIND_REQUEST, flags, cid, ttl_ms, route, body)

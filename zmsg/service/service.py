@@ -425,8 +425,10 @@ class Service:
             router_sock.close(linger=0)
             release_policy(self._zap_domain)
             raise
-        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
-        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        # Frames after the identity and the batch are external bodies (>= EXTERNAL_BODY_THRESHOLD):
+        # they are decoded straight from ZeroMQ's buffers instead of being copied first.
+        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router", copy_frames=2)
+        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events", copy_frames=1)
         self._attach(router, subscriber, bound, events_bound)
         self._accept_monitors = [AcceptMonitor(sock, self._accept_failed, name=channel.name)
                                  for sock, channel in ((router_sock, router), (sub_sock, subscriber))]

@@ -35,6 +35,7 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
 
 
 def _size(frames: list[Any]) -> int:
@@ -66,6 +67,7 @@ class Channel:
         "_backlog_timer",
         "_backlog_bytes",
         "dropped",
+        "_copy_frames",
         "inspect",
         "_paused",
     )
@@ -73,12 +75,18 @@ class Channel:
     def __init__(
         self,
         sock: zmq.Socket[Any],
-        on_message: Callable[[list[bytes]], None] | None,
+        on_message: Callable[[list[Any]], None] | None,
         *,
         name: str = "channel",
         loop: asyncio.AbstractEventLoop | None = None,
+        copy_frames: int | None = None,
     ) -> None:
+        """``copy_frames``: receive only the first N frames of each message as ``bytes`` and the
+        rest as ``zmq.Frame`` buffers, without copying them (None: copy every frame). For owners
+        whose protocol puts only large bodies after the first frames: a body is then decoded
+        straight from ZeroMQ's buffer, saving a copy and a large allocation per body."""
         self._loop = loop or asyncio.get_running_loop()
+        self._copy_frames = copy_frames
         self.sock = sock
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # always an int for FD
         self._on_message = on_message
@@ -124,8 +132,9 @@ class Channel:
             if self._outq:
                 self._flush_queue()
             on_message = self._on_message
-            recv = sock.recv_multipart
+            recv = sock.recv
             getsockopt = sock.getsockopt
+            copy_frames = self._copy_frames
             for _ in range(MAX_MESSAGES_PER_WAKEUP):
                 # Asking ZMQ_EVENTS first is cheaper than ending every drain with a zmq.Again
                 # exception, and reading it re-arms the edge-triggered FD just the same.
@@ -133,9 +142,12 @@ class Channel:
                     break
                 try:
                     if self.inspect is None:
-                        frames = recv(_NOBLOCK)
+                        # recv_multipart's loop, inline, choosing per frame whether to copy.
+                        frames: list[Any] = [recv(_NOBLOCK)]
+                        while getsockopt(_RCVMORE):
+                            frames.append(recv(_NOBLOCK, copy=copy_frames is None or len(frames) < copy_frames))
                     else:
-                        raw = recv(_NOBLOCK, copy=False)
+                        raw = sock.recv_multipart(_NOBLOCK, copy=False)
                         if not self.inspect(raw[-1]):
                             continue
                         frames = [frame.bytes for frame in raw]
