@@ -61,16 +61,28 @@ def _with_client(args: argparse.Namespace, work: Any) -> Any:
         client.close()
 
 
+def _metadata(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--metadata KEY=VALUE`` pairs: the call's metadata, over the configured client's."""
+    return dict(args.metadata) if args.metadata else None
+
+
+def _metadata_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def _cmd_call(args: argparse.Namespace) -> int:
     pattern, data = commands.parse_pattern(args.pattern), commands.parse_data(args.data)
-    reply = _with_client(args, lambda client: commands.call(client, pattern, data))
+    reply = _with_client(args, lambda client: commands.call(client, pattern, data, _metadata(args)))
     print(commands.to_json(reply), flush=True)
     return ExitCode.OK
 
 
 def _cmd_emit(args: argparse.Namespace) -> int:
     pattern, data = commands.parse_pattern(args.pattern), commands.parse_data(args.data)
-    _with_client(args, lambda client: commands.emit(client, pattern, data))
+    _with_client(args, lambda client: commands.emit(client, pattern, data, _metadata(args)))
     return ExitCode.OK
 
 
@@ -167,6 +179,7 @@ examples:
   zmsg call tcp://127.0.0.1:5555 '{"cmd":"sum"}' '[1, 2, 3]'
   zmsg call tcp://127.0.0.1:5555 get_user '{"id": 7}' --timeout 2
   echo '{"id": 7}' | zmsg call BILLING_SERVICE get_invoice -
+  zmsg call tcp://127.0.0.1:5555 whoami -m "authorization=Bearer s3cret" -m trace-id=t1
 """ + _CLIENT_NOTE
 
 _EMIT_EPILOG = """\
@@ -265,6 +278,8 @@ def _add_client_command(sub: Any, common: argparse.ArgumentParser, name: str, he
                             help="a string, or a JSON object such as '{\"cmd\":\"sum\"}'")
         parser.add_argument("data", metavar="JSON", nargs="?", default=None,
                             help="the payload as JSON ('-' reads stdin; default null)")
+        parser.add_argument("--metadata", "-m", metavar="KEY=VALUE", action="append", type=_metadata_pair,
+                            help="metadata sent with it (repeatable), over the client's configured metadata")
     parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                         help="reply timeout (default 10)")
     parser.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS",

@@ -129,16 +129,16 @@ def open_client(
     return SyncClientProxy(endpoints, **settings.sync_proxy_options())
 
 
-def call(client: SyncClientProxy, pattern: Pattern, data: Any) -> Any:
+def call(client: SyncClientProxy, pattern: Pattern, data: Any, metadata: dict[str, str] | None = None) -> Any:
     """Handshake, then one request: its reply (or the service's ``RpcException``)."""
     client.handshake()
-    return client.send(pattern, data)
+    return client.send(pattern, data, metadata=metadata)
 
 
-def emit(client: SyncClientProxy, pattern: Pattern, data: Any) -> None:
+def emit(client: SyncClientProxy, pattern: Pattern, data: Any, metadata: dict[str, str] | None = None) -> None:
     """Connect (handshake and event subscription), publish one event, deliver it before closing."""
     client.connect()
-    client.emit(pattern, data)
+    client.emit(pattern, data, metadata=metadata)
 
 
 def info(client: SyncClientProxy) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any, TypeVar
 
@@ -133,10 +133,9 @@ class ChainedHandler(Handler):
 
     @classmethod
     def around(cls, inner: Handler, chain: tuple[Middleware, ...]) -> ChainedHandler:
-        return cls(func=inner.func, name=inner.name, is_async=True, decoder=inner.decoder,
-                   payload_param=inner.payload_param, context_param=inner.context_param,
-                   positional_payload=inner.positional_payload, use=inner.use, wants_context=True,
-                   chain=chain, inner=inner)
+        # Every field of the plain handler (its schema types too), whatever fields it grows.
+        same = {f.name: getattr(inner, f.name) for f in fields(Handler)}
+        return cls(**{**same, "is_async": True, "wants_context": True}, chain=chain, inner=inner)
 
     def call(self, payload: Any, context: Context | None) -> Any:
         inner = self.inner
