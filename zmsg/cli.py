@@ -37,6 +37,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "log_format": args.log_format, "grace": args.grace, "loop": args.loop,
         "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
         "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
+        "metrics_bind": args.metrics_bind, "otel": args.otel or None, "access_log": args.access_log or None,
     }, flags=flags)
 
     def ready(service: Service, endpoint: str) -> None:
@@ -44,7 +45,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"zmsg: serving {service.name!r} on {endpoint} (events on {service.events_endpoint})",
               flush=True)
 
-    serve(settings, on_ready=ready)
+    def metrics(url: str) -> None:
+        print(f"zmsg: metrics on {url}", flush=True)
+
+    serve(settings, on_ready=ready, on_metrics=metrics)
     return ExitCode.OK
 
 
@@ -180,6 +184,12 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="turn CURVE on with this secret key file (see zmsg keygen)")
     serve.add_argument("--curve-allow", metavar="KEY|FILE|DIR", action="append",
                        help="a client public key allowed in (Z85, .key file, or directory of them); repeatable")
+    serve.add_argument("--metrics-bind", metavar="HOST:PORT",
+                       help="serve Prometheus /metrics there (port 0 picks one; needs zmsg[metrics])")
+    serve.add_argument("--otel", action="store_true",
+                       help="trace every call with OpenTelemetry (needs zmsg[otel] and a tracer provider)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per handled call: pattern, outcome, duration")
     serve.set_defaults(func=_cmd_serve)
 
 

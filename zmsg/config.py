@@ -70,6 +70,12 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Path of the service's CURVE secret key file (``zmsg keygen`` writes one); turns CURVE on."""
     curve_allow: tuple[str, ...] = ()
     """Allowed client public keys: Z85 keys, ``.key`` files or directories of them."""
+    metrics_bind: str | None = None
+    """HOST:PORT to serve Prometheus ``/metrics`` on (port 0 picks one); needs the ``metrics`` extra."""
+    otel: bool = False
+    """Trace every call with OpenTelemetry (the application configures the tracer provider)."""
+    access_log: bool = False
+    """Log one line per handled call (pattern, outcome, duration) on the ``zmsg.access`` logger."""
 
     def security(self) -> CurveServer | None:
         from zmsg.transport.security import CurveServer
