@@ -9,12 +9,22 @@ until when), but it never touches a socket, a clock or an event loop: callers pa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from zmsg import _framing
-from zmsg._framing import FLAG_EXTERNAL_BODY, HEADER_SIZE, VERSION, parse_frames
+from zmsg._framing import (
+    FLAG_EXTERNAL_BODY,
+    FLAG_METADATA,
+    HEADER_SIZE,
+    MAX_METADATA_LEN,
+    VERSION,
+    decode_metadata,
+    encode_metadata,
+    parse_frames,
+)
 
 __all__ = [
     "KIND_REQUEST",
@@ -30,11 +40,17 @@ __all__ = [
     "HELLO_PATTERN",
     "HEALTH_PATTERN",
     "INFO_PATTERN",
+    "SCHEMA_PATTERN",
     "EXTERNAL_BODY_THRESHOLD",
     "FLUSH_EXTERNAL_BYTES",
     "VERSION",
     "HEADER_SIZE",
     "FLAG_EXTERNAL_BODY",
+    "FLAG_METADATA",
+    "MAX_METADATA_LEN",
+    "EMPTY_METADATA",
+    "encode_metadata",
+    "decode_metadata",
     "BatchBuilder",
     "InFlight",
     "parse_frames",
@@ -68,6 +84,13 @@ HELLO_PATTERN = RESERVED_PREFIX + "hello"
 # Answered by every service, like gRPC's health checking and reflection (see docs/cli.md).
 HEALTH_PATTERN = RESERVED_PREFIX + "health"
 INFO_PATTERN = RESERVED_PREFIX + "info"
+SCHEMA_PATTERN = RESERVED_PREFIX + "schema"  # the AsyncAPI 3.0 document of the service (zmsg.contract)
+
+# The metadata of a record that carries none: read-only, shared, so "no metadata" allocates nothing.
+# A record with metadata sets FLAG_METADATA and its body starts with the section that
+# ``encode_metadata(metadata, payload)`` builds and ``decode_metadata(body)`` splits off again
+# (layout in zmsg/_fastframe_py.py and docs/protocol.md); a record without it is untouched.
+EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
 
 # Bodies at least this large travel as their own frame instead of being copied into the batch.
 EXTERNAL_BODY_THRESHOLD = 16 * 1024

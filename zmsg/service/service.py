@@ -16,17 +16,25 @@ handlers in the same batch) is skipped, since its caller has already given up. A
 from the caller cancels the handler's task if it is still running, and no reply is sent.
 Events carry their emitter's id and sequence number; a jump in the sequence is counted as
 missed events for that emitter (``event_gaps``) and logged.
+
+Metadata, middleware and exception handlers (zmsg/pipeline.py) cost nothing when unused: a record
+without FLAG_METADATA takes the path it always took, and a handler no middleware applies to is
+called directly (sync ones inline). At start, each handler with middleware is wrapped once in a
+``ChainedHandler`` whose call is the pipeline's coroutine; exception handlers are consulted only
+on the failure path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, Protocol, TypeVar
 
 from zmsg import __version__ as _zmsg_version, codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
@@ -34,7 +42,10 @@ from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, er
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.event_sequence import IN_ORDER, EventGaps
+from zmsg.pipeline import NO_MATCH, ExceptionHandlers, Middleware, check_middleware
 from zmsg.protocol import (
+    EMPTY_METADATA,
+    FLAG_METADATA,
     FLUSH_EXTERNAL_BYTES,
     HEALTH_PATTERN,
     HELLO_PATTERN,
@@ -46,13 +57,24 @@ from zmsg.protocol import (
     KIND_REPLY,
     KIND_REQUEST,
     RESERVED_PREFIX,
+    SCHEMA_PATTERN,
     VERSION,
     BatchBuilder,
+    decode_metadata,
     parse_frames,
 )
 from zmsg.runtime import ShutdownSignals, run
 from zmsg.service.context import Context
-from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
+from zmsg.service.handlers import (
+    EVENT,
+    MESSAGE,
+    ROUTES_ATTR,
+    ChainedHandler,
+    Handler,
+    bind_handler,
+    event_pattern,
+    message_pattern,
+)
 from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
@@ -62,6 +84,23 @@ __all__ = ["Service", "ServiceStats"]
 log = logging.getLogger("zmsg.service")
 
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+class RequestRoute(Protocol):
+    """What the service needs of its request socket: a ``Channel`` on its ROUTER, or the
+    in-memory stand-in of ``zmsg.testing.TestClient`` (same records, no socket)."""
+
+    on_idle: Callable[[], None] | None
+    unroutable: int
+    dropped: int
+
+    @property
+    def queued(self) -> int: ...
+
+    def send_to(self, peer: bytes, frames: list[Any]) -> None: ...
+
+    def close(self, linger_ms: int = 0) -> None: ...
 
 
 @dataclass
@@ -85,6 +124,8 @@ class ServiceStats:
     queued: int = 0
     events_missed: int = 0
     events_out_of_order: int = 0
+    malformed_metadata: int = 0
+    exceptions_handled: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -131,8 +172,10 @@ class Service:
         self.max_message_size = max_message_size
         self.stats = ServiceStats()
         self._message_handlers: dict[bytes, Handler] = {}
+        self._middleware: list[Middleware] = []
+        self._exception_handlers = ExceptionHandlers()
         self._event_handlers: dict[bytes, list[Handler]] = {}
-        self._router: Channel | None = None
+        self._router: RequestRoute | None = None
         self._subscriber: Channel | None = None
         self._endpoint: str | None = None
         self._events_endpoint: str | None = None
@@ -146,27 +189,65 @@ class Service:
             HELLO_PATTERN.encode(): self._hello,
             HEALTH_PATTERN.encode(): self._health,
             INFO_PATTERN.encode(): self._info,
+            SCHEMA_PATTERN.encode(): self._schema,
         }
 
     # -- registration ----------------------------------------------------------------------
 
-    def message_pattern(self, pattern: Pattern) -> Callable[[F], F]:
-        """Register the decorated function as the request-reply handler of ``pattern``."""
-        mark = message_pattern(pattern)
+    def message_pattern(self, pattern: Pattern, *, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
+        """Register the decorated function as the request-reply handler of ``pattern``.
+
+        ``use`` lists middleware run around this handler only, inside the service-wide ones.
+        """
+        mark = message_pattern(pattern, use=use)
 
         def decorate(func: F) -> F:
-            self._add(MESSAGE, encode_pattern(pattern), func)
+            self._add(MESSAGE, encode_pattern(pattern), func, use)
             return mark(func)
 
         return decorate
 
-    def event_pattern(self, pattern: Pattern) -> Callable[[F], F]:
-        """Register the decorated function as a handler of the event ``pattern``."""
-        mark = event_pattern(pattern)
+    def event_pattern(self, pattern: Pattern, *, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
+        """Register the decorated function as a handler of the event ``pattern``.
+
+        ``use`` lists middleware run around this handler only, inside the service-wide ones.
+        """
+        mark = event_pattern(pattern, use=use)
 
         def decorate(func: F) -> F:
-            self._add(EVENT, encode_pattern(pattern), func)
+            self._add(EVENT, encode_pattern(pattern), func, use)
             return mark(func)
+
+        return decorate
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Run ``async def middleware(ctx, call_next)`` around every message and event handler.
+
+        Middleware runs outermost first in the order added, around each handler's own
+        ``use=[...]``. ``await call_next()`` runs the rest of the chain and returns the
+        handler's result; a middleware may transform it, answer without calling ``call_next``,
+        or raise (``RpcException`` reaches the caller as it is). Returns ``middleware``.
+        """
+        if self._router is not None:
+            raise RuntimeError("middleware must be added before the service starts")
+        self._middleware.append(check_middleware(middleware))
+        return middleware
+
+    def exception_handler(self, exc_type: type[BaseException]) -> Callable[[E], E]:
+        """Register ``def handler(exc, ctx) -> dict | str`` (sync or async) for ``exc_type``.
+
+        Its return value is the error object the caller's ``RpcException`` carries; for events
+        it is only logged. The most specific registered class in the exception's MRO wins, for
+        exceptions raised by handlers and by middleware alike (``RpcException`` too, when a
+        handler for it or one of its bases is registered; re-raise it to keep it as it is).
+        Without a match, today's rules apply.
+        """
+        if self._router is not None:
+            raise RuntimeError("exception handlers must be registered before the service starts")
+
+        def decorate(func: E) -> E:
+            self._exception_handlers.add(exc_type, func)
+            return func
 
         return decorate
 
@@ -179,19 +260,19 @@ class Service:
             if not routes:
                 continue
             bound = getattr(controller, attr)
-            for role, route in routes:
-                self._add(role, route, bound)
+            for role, route, use in routes:
+                self._add(role, route, bound, use)
                 found += 1
         if not found:
             raise ValueError(f"{type(controller).__name__} has no @message_pattern or @event_pattern methods")
         return controller
 
-    def _add(self, role: str, route: bytes, func: Callable[..., Any]) -> None:
+    def _add(self, role: str, route: bytes, func: Callable[..., Any], use: Sequence[Middleware] | None = None) -> None:
         if self._router is not None:
             raise RuntimeError("handlers must be registered before the service starts")
         if route.decode("utf-8", "replace").startswith(RESERVED_PREFIX):
             raise ValueError(f"patterns starting with {RESERVED_PREFIX!r} are reserved for zmsg itself")
-        handler = bind_handler(func)
+        handler = bind_handler(func, use)
         if role == MESSAGE:
             existing = self._message_handlers.get(route)
             if existing is not None and existing.func != func:
@@ -202,6 +283,24 @@ class Service:
             self._message_handlers[route] = handler
         else:
             self._event_handlers.setdefault(route, []).append(handler)
+
+    def _bind_pipeline(self) -> None:
+        """Wrap, once, each handler that middleware applies to; leave the others as they are."""
+        service_wide = tuple(self._middleware)
+        with_context = bool(self._exception_handlers)
+
+        def bound(handler: Handler) -> Handler:
+            if isinstance(handler, ChainedHandler):  # started before: rebuild from the plain one
+                assert handler.inner is not None
+                handler = handler.inner
+            handler.wants_context = handler.context_param is not None or with_context
+            chain = service_wide + handler.use
+            return ChainedHandler.around(handler, chain) if chain else handler
+
+        for route, handler in self._message_handlers.items():
+            self._message_handlers[route] = bound(handler)
+        for handlers in self._event_handlers.values():
+            handlers[:] = [bound(handler) for handler in handlers]
 
     @property
     def message_patterns(self) -> list[str]:
@@ -250,23 +349,28 @@ class Service:
         except BaseException:
             router_sock.close(linger=0)
             raise
-        self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
-        self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
-        self._router_on_idle()
-        self._endpoint, self._events_endpoint = bound, events_bound
-        self._draining = False
-        self._started_at = time.monotonic()
+        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
+        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        self._attach(router, subscriber, bound, events_bound)
         log.info("service %s listening on %s (events on %s)", self.name, bound, events_bound)
         return bound
+
+    def _attach(self, router: RequestRoute, subscriber: Channel | None, endpoint: str, events_endpoint: str) -> None:
+        """Start serving on ``router`` (the one start-up path, sockets or zmsg.testing's memory)."""
+        if self._router is not None:
+            raise RuntimeError(f"service {self.name!r} is already started")
+        self._loop = asyncio.get_running_loop()
+        self._bind_pipeline()  # middleware and exception handlers, for sockets and memory alike
+        self._router, self._subscriber = router, subscriber
+        # Replies of sync handlers are flushed once the reader has drained its socket.
+        router.on_idle = self._flush_replies
+        self._endpoint, self._events_endpoint = endpoint, events_endpoint
+        self._draining = False
+        self._started_at = time.monotonic()
 
     @property
     def _zap_domain(self) -> str:
         return f"zmsg.{self.name}.{id(self):x}"
-
-    def _router_on_idle(self) -> None:
-        # Replies of sync handlers are flushed once the reader has drained its socket.
-        assert self._router is not None
-        self._router.on_idle = self._flush_replies
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new work, let in-flight handlers finish (up to ``grace`` s), then close."""
@@ -326,13 +430,19 @@ class Service:
             records = exc.records
             if exc.correlation_id:
                 self._reply_error(identity, exc.correlation_id, error_object(400, f"Malformed message: {exc}"))
-        for kind, _flags, cid, ttl_ms, pattern, body in records:
+        for kind, flags, cid, ttl_ms, pattern, body in records:
             if kind == KIND_REQUEST:
-                self._dispatch_request(identity, cid, ttl_ms, pattern, body)
+                if flags & FLAG_METADATA:
+                    self._dispatch_request_with_metadata(identity, cid, ttl_ms, pattern, body)
+                else:
+                    self._dispatch_request(identity, cid, ttl_ms, pattern, body)
             elif kind == KIND_CANCEL:
                 self._cancel(identity, cid)
             elif kind == KIND_EVENT:
-                self._dispatch_event(pattern, body, cid, ttl_ms)
+                if flags & FLAG_METADATA:
+                    self._dispatch_event_with_metadata(pattern, body, cid, ttl_ms)
+                else:
+                    self._dispatch_event(pattern, body, cid, ttl_ms)
             else:
                 self.stats.unsupported_kinds += 1
                 name = KIND_NAMES.get(kind, "unknown")
@@ -340,7 +450,22 @@ class Service:
                 if cid:
                     self._reply_error(identity, cid, error_object(400, f"Unsupported record kind {kind} ({name})"))
 
-    def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes) -> None:
+    def _dispatch_request_with_metadata(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes,
+                                        body: bytes) -> None:
+        try:
+            metadata, payload = decode_metadata(body)
+        except FrameError as exc:
+            self.stats.requests += 1
+            self.stats.malformed_metadata += 1
+            self._peer_log.warning("%s: rejected request %d from %s: malformed metadata: %s",
+                                   self.name, cid, identity.hex(), exc)
+            self._reply_error(identity, cid, error_object(400, f"Malformed metadata: {exc}"))
+            return
+        self._dispatch_request(identity, cid, ttl_ms, pattern, payload,  # type: ignore[arg-type]
+                               MappingProxyType(metadata) if metadata else EMPTY_METADATA)
+
+    def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes,
+                          metadata: Mapping[str, str] = EMPTY_METADATA) -> None:
         self.stats.requests += 1
         handler = self._message_handlers.get(pattern)
         if handler is None:
@@ -366,8 +491,8 @@ class Service:
             return
         deadline = self._received_at + ttl_ms / 1000 if ttl_ms else None
         ctx = None
-        if handler.context_param is not None:
-            ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name, "request", deadline)
+        if handler.wants_context:
+            ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name, "request", deadline, metadata, payload)
         if handler.is_async and self.max_concurrency is not None and len(self._running) >= self.max_concurrency:
             self.stats.queued += 1
             self._waiting.append((identity, cid, handler, payload, ctx, deadline))
@@ -383,14 +508,14 @@ class Service:
         try:
             result = handler.call(payload, ctx)
         except Exception as exc:
-            self._handler_failed(identity, cid, handler, exc)
+            self._handler_failed(identity, cid, handler, exc, ctx)
             return
         if handler.is_async:
             task = asyncio.ensure_future(result)
             key = (identity, cid)
             self._tasks.add(task)
             self._running[key] = task
-            task.add_done_callback(lambda t: self._async_done(t, key, handler))
+            task.add_done_callback(lambda t: self._async_done(t, key, handler, ctx))
         else:
             self._reply(identity, cid, result)
 
@@ -407,7 +532,8 @@ class Service:
                 self.stats.cancelled += 1
                 return
 
-    def _async_done(self, task: asyncio.Task[Any], key: tuple[bytes, int], handler: Handler) -> None:
+    def _async_done(self, task: asyncio.Task[Any], key: tuple[bytes, int], handler: Handler,
+                    ctx: Context | None) -> None:
         self._tasks.discard(task)
         identity, cid = key
         cancelled_by_caller = self._running.pop(key, None) is None
@@ -415,7 +541,7 @@ class Service:
             if not cancelled_by_caller:  # cancelled here (shutdown): tell the caller
                 self._reply_error(identity, cid, error_object(503, "Request cancelled by the service"))
         elif (exc := task.exception()) is not None:
-            self._handler_failed(identity, cid, handler, exc)
+            self._handler_failed(identity, cid, handler, exc, ctx)
         elif not cancelled_by_caller:
             self._reply(identity, cid, task.result())
         self._start_waiting()
@@ -427,12 +553,53 @@ class Service:
         while waiting and (limit is None or len(self._running) < limit):
             self._run_handler(*waiting.popleft())
 
-    def _handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException) -> None:
+    def _handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
+                        ctx: Context | None = None) -> None:
+        if self._exception_handlers and self._handle_exception(identity, cid, handler, exc, ctx):
+            return
         if isinstance(exc, RpcException):
             self._reply_error(identity, cid, exc.error)
             return
         self.stats.handler_errors += 1
         log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc)
+        self._reply_error(identity, cid, INTERNAL_ERROR)
+
+    def _handle_exception(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
+                          ctx: Context | None) -> bool:
+        """Answer ``exc`` with its exception handler's error object; False when none matches."""
+        try:
+            outcome = self._exception_handlers.handle(exc, ctx)
+        except Exception as failure:
+            self._exception_handler_failed(identity, cid, handler, exc, failure)
+            return True
+        if outcome is NO_MATCH:
+            return False
+        if inspect.isawaitable(outcome):
+            task = asyncio.ensure_future(outcome)
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: self._exception_handled(t, identity, cid, handler, exc))
+            return True
+        self.stats.exceptions_handled += 1
+        self._reply_error(identity, cid, outcome)
+        return True
+
+    def _exception_handled(self, task: asyncio.Task[Any], identity: bytes, cid: int, handler: Handler,
+                           exc: BaseException) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            self._reply_error(identity, cid, error_object(503, "Request cancelled by the service"))
+        elif (failure := task.exception()) is not None:
+            self._exception_handler_failed(identity, cid, handler, exc, failure)
+        else:
+            self.stats.exceptions_handled += 1
+            self._reply_error(identity, cid, task.result())
+        self._schedule_flush()
+
+    def _exception_handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
+                                  failure: BaseException) -> None:
+        self.stats.handler_errors += 1
+        log.error("%s: the exception handler for %s raised by %s failed", self.name, type(exc).__name__,
+                  handler.name, exc_info=failure)
         self._reply_error(identity, cid, INTERNAL_ERROR)
 
     def _reply(self, identity: bytes, cid: int, result: Any) -> None:
@@ -475,7 +642,7 @@ class Service:
         for identity, batch in pending.items():
             self._send_replies(router, identity, batch)
 
-    def _send_replies(self, router: Channel, identity: bytes, batch: BatchBuilder) -> None:
+    def _send_replies(self, router: RequestRoute, identity: bytes, batch: BatchBuilder) -> None:
         frames = batch.take()
         frames.insert(0, identity)
         router.send_to(identity, frames)
@@ -492,14 +659,31 @@ class Service:
             self.stats.malformed_messages += 1
             self._peer_log.warning("%s: rejected malformed event message: %s", self.name, exc)
             records = exc.records
-        for kind, _flags, seq, emitter, pattern, body in records:
+        for kind, flags, seq, emitter, pattern, body in records:
             if kind == KIND_EVENT:
-                self._dispatch_event(pattern, body, seq, emitter)
+                if flags & FLAG_METADATA:
+                    self._dispatch_event_with_metadata(pattern, body, seq, emitter)
+                else:
+                    self._dispatch_event(pattern, body, seq, emitter)
             else:
                 self.stats.unsupported_kinds += 1
                 self._peer_log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
 
-    def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0) -> None:
+    def _dispatch_event_with_metadata(self, pattern: bytes, body: bytes, seq: int, emitter: int) -> None:
+        try:
+            metadata, payload = decode_metadata(body)
+        except FrameError as exc:
+            self.stats.events += 1
+            self.stats.malformed_metadata += 1
+            if emitter:
+                self._track_sequence(emitter, seq)
+            self._peer_log.warning("%s: dropped event %r: malformed metadata: %s", self.name, pattern_repr(pattern), exc)
+            return
+        self._dispatch_event(pattern, payload, seq, emitter,  # type: ignore[arg-type]
+                             MappingProxyType(metadata) if metadata else EMPTY_METADATA)
+
+    def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0,
+                        metadata: Mapping[str, str] = EMPTY_METADATA) -> None:
         self.stats.events += 1
         if emitter:
             self._track_sequence(emitter, seq)
@@ -507,18 +691,20 @@ class Service:
         if not handlers:
             return  # events nobody here subscribes to are normal: fire-and-forget
         for handler in handlers:
+            ctx = None
             try:
                 payload = codec.decode_with(handler.decoder, body) if handler.decoder is not None else None
-                ctx = (Context(pattern_repr(pattern), seq, f"{emitter:08x}" if emitter else "", self.name, "event")
-                       if handler.context_param is not None else None)
+                if handler.wants_context:
+                    ctx = Context(pattern_repr(pattern), seq, f"{emitter:08x}" if emitter else "", self.name, "event",
+                                  None, metadata, payload)
                 result = handler.call(payload, ctx)
             except Exception as exc:
-                self._event_failed(pattern, handler, exc)
+                self._event_failed(pattern, handler, exc, ctx)
                 continue
             if handler.is_async:
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
-                task.add_done_callback(lambda t, h=handler: self._event_done(t, pattern, h))
+                task.add_done_callback(lambda t, h=handler, c=ctx: self._event_done(t, pattern, h, c))
 
     @property
     def event_sequences(self) -> dict[int, int]:
@@ -545,17 +731,49 @@ class Service:
             self._peer_log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
                                    self.name, seen.missed, emitter, seen.previous, seq)
 
-    def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler) -> None:
+    def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler, ctx: Context | None) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            self._event_failed(pattern, handler, exc)
+            self._event_failed(pattern, handler, exc, ctx)
 
-    def _event_failed(self, pattern: bytes, handler: Handler, exc: BaseException) -> None:
+    def _event_failed(self, pattern: bytes, handler: Handler, exc: BaseException, ctx: Context | None = None) -> None:
         self.stats.event_handler_errors += 1
+        if self._exception_handlers and not isinstance(exc, PayloadError):
+            try:
+                outcome = self._exception_handlers.handle(exc, ctx)
+            except Exception as failure:
+                log.error("%s: the exception handler for %s raised by event handler %s failed", self.name,
+                          type(exc).__name__, handler.name, exc_info=failure)
+                return
+            if outcome is not NO_MATCH:
+                if inspect.isawaitable(outcome):
+                    task = asyncio.ensure_future(outcome)
+                    self._tasks.add(task)
+                    task.add_done_callback(lambda t: self._event_exception_handled(t, pattern, handler, exc))
+                else:
+                    self._log_handled_event(pattern, handler, exc, outcome)
+                return
         if isinstance(exc, (PayloadError, ZmsgError)):
             self._peer_log.warning("%s: event %r rejected by %s: %s", self.name, pattern_repr(pattern), handler.name, exc)
         else:
             log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc)
+
+    def _event_exception_handled(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler,
+                                 exc: BaseException) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        if (failure := task.exception()) is not None:
+            log.error("%s: the exception handler for %s raised by event handler %s failed", self.name,
+                      type(exc).__name__, handler.name, exc_info=failure)
+        else:
+            self._log_handled_event(pattern, handler, exc, task.result())
+
+    def _log_handled_event(self, pattern: bytes, handler: Handler, exc: BaseException, error: Any) -> None:
+        # Events have no caller to answer: the mapped error object is only logged.
+        self.stats.exceptions_handled += 1
+        self._peer_log.warning("%s: event %r: %s raised %s, handled as %r", self.name, pattern_repr(pattern),
+                               handler.name, type(exc).__name__, error)
 
     # -- built-in patterns -----------------------------------------------------------------
 
@@ -566,6 +784,11 @@ class Service:
     def _health(self) -> dict[str, Any]:
         # Answered while draining too, so an orchestrator sees "draining" rather than silence.
         return {"status": "draining" if self._draining else "serving", "service": self.name}
+
+    def _schema(self) -> dict[str, Any]:
+        from zmsg.contract import service_document  # built on demand: no cost unless asked
+
+        return service_document(self)
 
     def _info(self) -> dict[str, Any]:
         return {
