@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["CALL_FIELDS", "CallFieldsFilter", "CallLog", "FIELDS", "access_log"]
+__all__ = ["CALL_FIELDS", "CallFieldsFilter", "CallLog", "FIELDS", "access_log", "call_extra"]
 
 access_log = logging.getLogger("zmsg.access")
 
@@ -36,6 +36,20 @@ def _trace_id() -> str | None:
     # Only when the application (or --otel) imported zmsg.otel: logging never imports the extra.
     otel = sys.modules.get("zmsg.otel")
     return otel.current_trace_id() if otel is not None else None
+
+
+_EXC_ATTR = "_zmsg_call_fields"
+
+
+def call_extra(pattern: str, correlation_id: int, exc: BaseException | None = None) -> dict[str, Any]:
+    """``extra=`` for a line the service logs about a call after it ended (a failed handler):
+    the call's fields, and the trace id ``CallLog`` noted on the exception while the span was
+    current."""
+    extra: dict[str, Any] = {"pattern": pattern, "correlation_id": correlation_id}
+    noted = getattr(exc, _EXC_ATTR, None) if exc is not None else None
+    if noted is not None:
+        extra.update(noted)
+    return extra
 
 
 class CallFieldsFilter(logging.Filter):
@@ -71,6 +85,14 @@ class CallLog:
             return result
         except asyncio.CancelledError:
             outcome = "cancelled"
+            raise
+        except Exception as exc:
+            # The service logs the failure once the call is over: leave it the fields of the call.
+            trace_id = _trace_id()
+            try:
+                setattr(exc, _EXC_ATTR, {**fields, "trace_id": trace_id} if trace_id else fields)
+            except AttributeError:  # an exception type with __slots__: the line goes without
+                pass
             raise
         finally:
             if self.access:

@@ -145,12 +145,19 @@ class _ServiceCollector(Collector):
         return self._metrics.collect()
 
 
-def instrument(service: Service, registry: CollectorRegistry | None = None) -> ServiceMetrics:
+def instrument(service: Service | ClientProxy | SyncClientProxy,
+               registry: CollectorRegistry | None = None) -> ServiceMetrics | Collector:
     """Count ``service``'s calls into ``registry`` (prometheus-client's default one if None).
 
     Call it once the handlers are registered and before the service starts (middleware is fixed
-    at start). Returns the ``ServiceMetrics`` (its ``registry`` is what to serve).
+    at start); one service per registry. Returns the ``ServiceMetrics`` (its ``registry`` is
+    what to serve). Given a ``ClientProxy`` or ``SyncClientProxy`` instead, exports that
+    proxy's timeouts and retries (``instrument_client``).
     """
+    from zmsg.service import Service
+
+    if not isinstance(service, Service):
+        return instrument_client(service, registry)
     if service.running:
         raise RuntimeError("instrument the service before it starts")
     metrics = ServiceMetrics(service, REGISTRY if registry is None else registry)
@@ -167,11 +174,11 @@ class _ClientCollector(Collector):
     def collect(self) -> Iterable[Any]:
         proxy = self._proxy
         service = getattr(proxy, "service_name", None) or ""
-        stats = getattr(proxy, "stats", None)
+        stats: Any = getattr(proxy, "stats", None)
         if stats is not None:  # ClientProxy
             timeouts, retries, malformed = stats.timeouts, stats.retries, stats.malformed_messages
         else:  # SyncClientProxy keeps them as attributes
-            timeouts, retries, malformed = proxy.timeouts, getattr(proxy, "retried", 0), 0
+            timeouts, retries, malformed = getattr(proxy, "timeouts", 0), getattr(proxy, "retried", 0), 0
         for metric, doc, value in (
             ("zmsg_client_timeouts", "Requests that raised RequestTimeout", timeouts),
             ("zmsg_client_retries", "Requests retried (idempotent calls only)", retries),

@@ -94,7 +94,11 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
-def instrument(service: Service, settings: ServeSettings) -> Callable[[Callable[[str], None] | None], Callable[[], None]] | None:
+MetricsStarter = Callable[[Callable[[str], None] | None], Callable[[], None]]
+"""Starts the ``/metrics`` server (reporting its URL to the callback) and returns its stop."""
+
+
+def instrument(service: Service, settings: ServeSettings) -> MetricsStarter | None:
     """Add what ``--otel``, ``--metrics-bind``, ``--access-log`` and JSON logs ask for, in that order
     (tracing outermost, so the metrics and log lines of a call fall inside its span).
 
