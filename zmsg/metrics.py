@@ -42,8 +42,9 @@ OTHER = "other"
 """The ``pattern`` label of everything that is not one of the service's declared patterns."""
 OUTCOMES = ("ok", "error", "timeout", "cancelled", "rejected")
 EVENT_OUTCOMES = ("ok", "error")
-DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    2.5, 5.0, 10.0)
+# Handlers here take microseconds to seconds: fine buckets at the low end, or every quantile is 50 us.
+DURATION_BUCKETS = (0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class _PatternCounts:

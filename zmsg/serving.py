@@ -129,7 +129,7 @@ def instrument(service: Service, settings: ServeSettings) -> MetricsStarter | No
                 report(url)
             return stop
 
-    if settings.access_log or settings.log_format == "json" or settings.otel:
+    if settings.access_log or settings.log_format == "json":
         service.use(CallLog(access=settings.access_log).middleware)
     return start_metrics
 
