@@ -89,8 +89,11 @@ def group(samples: Samples, name: str, by: tuple[str, ...], where: Callable[[dic
     return out
 
 
+Series = dict[tuple[str, ...], list[float]]
+
+
 def rates(series: list[tuple[float, Samples]], name: str, by: tuple[str, ...], window: int,
-          where: Callable[[dict[str, str]], bool] = lambda _: True) -> tuple[list[float], dict[tuple[str, ...], list[float]]]:
+          where: Callable[[dict[str, str]], bool] = lambda _: True) -> tuple[list[float], Series]:
     times: list[float] = []
     out: dict[tuple[str, ...], list[float]] = defaultdict(list)
     for i in range(window, len(series)):
@@ -136,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "dashboard.png"))
     parser.add_argument("--seconds", type=float, default=12.0, help="length of the W2 workload")
-    parser.add_argument("--events", type=int, default=5000, help="events the W3 workload emits")
+    parser.add_argument("--events", type=int, default=50000, help="events the W3 workload emits")
     parser.add_argument("--window", type=int, default=3, help="rate window, in scrapes (1 s apart)")
     args = parser.parse_args()
 
