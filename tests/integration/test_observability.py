@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import zmsg
 import zmsg.metrics
 import zmsg.otel
-from tests.conftest import ServedProcess
+from tests.conftest import SERVICES_DIR, ServedProcess
 
 _METRICS_LINE = re.compile(r"zmsg: metrics on (?P<url>\S+)")
 
@@ -230,3 +232,10 @@ def test_json_logs_carry_the_call_and_the_access_log(observed: ServedProcess, cl
     (failure,) = [line for line in lines if line["logger"] == "zmsg.service" and line["level"] == "error"]
     assert failure["pattern"] == "boom" and isinstance(failure["correlation_id"], int)
     assert "ValueError: boom" in failure["exception"]
+
+
+def test_a_bad_metrics_bind_is_a_clear_error() -> None:
+    done = subprocess.run([sys.executable, "-m", "zmsg", "serve", "observedsvc:service", "--metrics-bind", "9464"],
+                          cwd=SERVICES_DIR, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "HOST:PORT" in done.stderr and "Traceback" not in done.stderr
