@@ -214,7 +214,8 @@ def test_json_logs_carry_the_call_and_the_access_log(observed: ServedProcess, cl
             client.send("boom")
     assert observed.terminate() == 0
     lines = [json.loads(line) for line in observed.output().splitlines() if line.startswith("{")]
-    trace_id = format({s.name: s for s in exporter.get_finished_spans()}["chatty"].context.trace_id, "032x")
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    trace_id = format(spans["chatty"].context.trace_id, "032x")
 
     (handler_line,) = [line for line in lines if line["logger"] == "observedsvc"]
     assert handler_line["message"] == "handling hello"
@@ -230,7 +231,8 @@ def test_json_logs_carry_the_call_and_the_access_log(observed: ServedProcess, cl
     assert failed["outcome"] == "error"
 
     (failure,) = [line for line in lines if line["logger"] == "zmsg.service" and line["level"] == "error"]
-    assert failure["pattern"] == "boom" and isinstance(failure["correlation_id"], int)
+    assert failure["pattern"] == "boom" and failure["correlation_id"] == failed["correlation_id"]
+    assert failure["trace_id"] == format(spans["boom"].context.trace_id, "032x")
     assert "ValueError: boom" in failure["exception"]
 
 
