@@ -105,8 +105,10 @@ def instrument(service: Service, settings: ServeSettings) -> MetricsStarter | No
     Returns a function that starts the ``/metrics`` server (given the URL callback) when asked for.
     """
     if settings.otel:
-        from zmsg import otel
-
+        try:
+            from zmsg import otel
+        except ImportError as exc:
+            raise ConfigError(f"--otel needs the otel extra: {exc}") from None
         otel.instrument(service)
     start_metrics = None
     if settings.metrics_bind is not None:
