@@ -107,6 +107,7 @@ class ServiceMetrics:
         st = self.service.stats
         requests = CounterMetricFamily("zmsg_requests", "Requests by pattern and outcome",
                                        labels=["service", "pattern", "outcome"])
+        seen_cancelled = self._other.cancelled + sum(c.cancelled for c in self._requests.values())
         for pattern, counts in [*self._requests.items(), (OTHER, self._other)]:
             for outcome in OUTCOMES:
                 value = getattr(counts, outcome)
@@ -116,6 +117,11 @@ class ServiceMetrics:
                         value += st.unknown_patterns + st.invalid_payloads + getattr(st, "malformed_metadata", 0)
                     elif outcome == "timeout":
                         value += st.deadline_expired
+                    elif outcome == "cancelled":
+                        # Cancelled by their callers before they started (waiting for a slot under
+                        # max_concurrency, or a task not yet run): the service counted them, no
+                        # middleware saw them.
+                        value += max(0, st.cancelled - seen_cancelled)
                 requests.add_metric([name, pattern, outcome], value)
         yield requests
         in_flight = GaugeMetricFamily("zmsg_requests_in_flight", "Requests being handled now", labels=["service"])

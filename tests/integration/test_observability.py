@@ -8,6 +8,7 @@ its ``test.spans`` pattern), so a parent/child link is checked across the two pr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -133,6 +134,25 @@ async def test_cancelled_requests_are_counted(observed: ServedProcess) -> None:
     # the proxy's own side: its timeouts (and retries) when it is instrumented
     assert registry.get_sample_value("zmsg_client_timeouts_total", {"service": "observed"}) == 1
     assert registry.get_sample_value("zmsg_client_retries_total", {"service": "observed"}) == 0
+
+
+@pytest.mark.anyio
+async def test_requests_cancelled_before_they_start_are_counted(serve_process: Callable[..., ServedProcess]) -> None:
+    served = serve_process("observedsvc:service", "--metrics-bind", "127.0.0.1:0", "--max-concurrency", "1")
+    url = _metrics_url(served)
+    async with zmsg.ClientProxy(served.endpoint, timeout=10) as client:
+        # "add" waits for the one slot behind "slow"; its caller gives up and cancels it there.
+        slow, late = await asyncio.gather(client.send({"cmd": "slow"}, 0.5), client.send("add", [1], timeout=0.1),
+                                          return_exceptions=True)
+        assert slow == 0.5 and isinstance(late, zmsg.RequestTimeout)
+        info = await client.send("$zmsg.info")
+    assert info["stats"]["cancelled"] == 1
+    samples = scrape(url)
+    cancelled = sum(value for (name, labels), value in samples.items()
+                    if name == "zmsg_requests_total" and ("outcome", "cancelled") in labels)
+    assert cancelled == 1  # under "other" when it never started, under "add" if it had
+    assert sample(samples, "zmsg_requests_total", pattern="add", outcome="ok") == 0
+    assert sample(samples, "zmsg_requests_total", pattern='{"cmd":"slow"}', outcome="ok") == 1
 
 
 @pytest.fixture
