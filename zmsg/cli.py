@@ -37,7 +37,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "app": args.target, "bind": args.bind, "events_bind": args.events_bind, "log_level": args.log_level,
         "log_format": args.log_format, "grace": args.grace, "loop": args.loop,
         "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
+        "max_peer_buffer": args.max_peer_buffer,
         "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
+        "insecure": args.insecure, "allow_from": args.allow_from,
         "metrics_bind": args.metrics_bind, "otel": args.otel or None, "access_log": args.access_log or None,
     }, flags=flags)
 
@@ -142,8 +144,12 @@ def _cmd_health(args: argparse.Namespace) -> int:
 _SERVE_EPILOG = """\
 examples:
   zmsg serve users:service --bind tcp://127.0.0.1:5555
-  zmsg serve app:make_service --bind 'tcp://*:5555' --events-bind 'tcp://*:5556' --log-format json
-  ZMSG_SERVE_BIND=tcp://0.0.0.0:5555 zmsg serve users:service
+  zmsg serve app:make_service --bind 'tcp://*:5555' --events-bind 'tcp://*:5556' --insecure
+  ZMSG_SERVE_BIND=tcp://0.0.0.0:5555 zmsg serve users:service --allow-from 10.1.0.0/16
+
+Binding an address other hosts can reach (anything but 127.0.0.0/8 and ::1 for TCP; ipc and
+inproc are local) needs CURVE (--curve-secret-key with --curve-allow), --allow-from, or
+--insecure; otherwise serve exits 2 with a one-line error. SIGHUP re-reads the CURVE allow-list.
 
 Every option can also be set as ZMSG_SERVE_<OPTION> (e.g. ZMSG_SERVE_LOG_LEVEL=debug) or in the
 [serve] table of zmsg.toml (app = "users:service"); flags win over the environment, the
@@ -236,10 +242,18 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="largest frame accepted (default: the Service's, 64 MiB)")
     serve.add_argument("--max-concurrency", type=int, metavar="N",
                        help="async handlers running at once; more wait in order (default: the Service's)")
+    serve.add_argument("--max-peer-buffer", type=int, metavar="BYTES",
+                       help="unread reply bytes one client may have before its requests are refused "
+                            "(default: the Service's, 16 MiB)")
     serve.add_argument("--curve-secret-key", metavar="FILE",
                        help="turn CURVE on with this secret key file (see zmsg keygen)")
     serve.add_argument("--curve-allow", metavar="KEY|FILE|DIR", action="append",
                        help="a client public key allowed in (Z85, .key file, or directory of them); repeatable")
+    serve.add_argument("--insecure", action="store_true", default=None,
+                       help="allow binding an address other hosts can reach without CURVE "
+                            "(refused otherwise; loopback, ipc and inproc need nothing)")
+    serve.add_argument("--allow-from", metavar="CIDR", action="append",
+                       help="admit only peers from this network (e.g. 10.1.0.0/16) on both sockets; repeatable")
     serve.add_argument("--metrics-bind", metavar="HOST:PORT",
                        help="serve Prometheus /metrics there (port 0 picks one; needs zmsg[metrics])")
     serve.add_argument("--otel", action="store_true",

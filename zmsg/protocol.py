@@ -120,8 +120,13 @@ class BatchBuilder:
         self.count += 1
 
     def take(self) -> list[Any]:
-        """Return the frames of the batch built so far and start a new one."""
-        frames: list[Any] = [bytes(self.buf)]
+        """Return the frames of the batch built so far and start a new one.
+
+        The batch frame is the ``bytearray`` itself, handed over (a new one is started): ZeroMQ
+        copies it into its own message anyway, so a ``bytes`` copy first would be a wasted copy
+        of every body in the batch.
+        """
+        frames: list[Any] = [self.buf]
         if self.externals:
             frames.extend(self.externals)
             self.externals = []

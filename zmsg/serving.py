@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from zmsg.allocator import tune_allocator
 from zmsg.config import ServeSettings
 from zmsg.errors import ConfigError, ServiceLoadError
 from zmsg.logfields import FIELDS, CallFieldsFilter, CallLog
@@ -149,15 +150,23 @@ def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | No
     if settings.loop == "uvloop" and not uvloop_available():
         raise ConfigError("loop 'uvloop' was asked for but uvloop is not installed")
     configure_logging(settings.log_level, settings.log_format)
+    # Before the application allocates anything: large payload buffers stay in the heap.
+    tune_allocator()
     service = load_service(settings.app)
     # Deployment settings win over what the code constructed the Service with.
     if settings.max_message_size is not None:
         service.max_message_size = settings.max_message_size
     if settings.max_concurrency is not None:
         service.max_concurrency = settings.max_concurrency
+    if settings.max_peer_buffer is not None:
+        service.max_peer_buffer = settings.max_peer_buffer
     security = settings.security()
     if security is not None:
         service.security = security
+    if settings.insecure:
+        service.insecure = True
+    if settings.allow_from:
+        service.allow_from = settings.allow_from
 
     start_metrics = instrument(service, settings)
 

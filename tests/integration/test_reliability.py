@@ -22,7 +22,13 @@ async def _eventually(probe, predicate, timeout: float = 20.0):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        value = await probe()
+        try:
+            value = await probe()
+        except zmsg.ServiceUnavailable:  # fails fast while the service is known down: ask again
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+            continue
         if predicate(value) or loop.time() > deadline:
             return value
         await asyncio.sleep(0.05)
@@ -173,7 +179,9 @@ async def test_slow_subscriber_makes_emit_wait_and_nothing_is_lost(serve_process
 
 async def test_events_lost_to_a_vanished_subscriber_are_detected_and_counted(serve_process) -> None:
     math = serve_process("mathsvc:service")
-    async with zmsg.ClientProxy(math.endpoint, heartbeat=0.2, emit_timeout=30, event_hwm=50) as client:
+    # wait_for_ready: emit waits through the outage (bounded by emit_timeout) instead of failing fast.
+    async with zmsg.ClientProxy(math.endpoint, heartbeat=0.2, emit_timeout=30, event_hwm=50,
+                                wait_for_ready=True) as client:
         emitted = 0
 
         async def emit_for(seconds: float) -> None:
@@ -234,7 +242,7 @@ async def test_a_subscriber_killed_and_restarted_mid_stream_reports_the_gap(serv
     env = {"SOAK_STATE": str(tmp_path / "state")}
     first = serve_process("soak_service:service", "--bind", endpoint, cwd=SOAK_DIR, env=env)
     emitted = 0
-    async with zmsg.ClientProxy(endpoint, emit_timeout=30, heartbeat=0.2) as client:
+    async with zmsg.ClientProxy(endpoint, emit_timeout=30, heartbeat=0.2, wait_for_ready=True) as client:
 
         async def emit_for(seconds: float) -> None:
             nonlocal emitted

@@ -73,3 +73,9 @@ def count_user(event: UserCreated) -> None:
 @service.message_pattern("events_seen")
 def events_seen(name: str) -> int:
     return events.get(name, 0)
+
+
+@service.message_pattern("blob")
+def blob(size: int) -> bytes:
+    """A reply of ``size`` bytes (memory-bound tests: a client that never reads them)."""
+    return b"x" * size
