@@ -40,6 +40,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "max_peer_buffer": args.max_peer_buffer,
         "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
         "insecure": args.insecure, "allow_from": args.allow_from,
+        "metrics_bind": args.metrics_bind, "otel": args.otel or None, "access_log": args.access_log or None,
     }, flags=flags)
 
     def ready(service: Service, endpoint: str) -> None:
@@ -47,7 +48,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"zmsg: serving {service.name!r} on {endpoint} (events on {service.events_endpoint})",
               flush=True)
 
-    serve(settings, on_ready=ready)
+    def metrics(url: str) -> None:
+        print(f"zmsg: metrics on {url}", flush=True)
+
+    serve(settings, on_ready=ready, on_metrics=metrics)
     return ExitCode.OK
 
 
@@ -263,6 +267,12 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                             "(refused otherwise; loopback, ipc and inproc need nothing)")
     serve.add_argument("--allow-from", metavar="CIDR", action="append",
                        help="admit only peers from this network (e.g. 10.1.0.0/16) on both sockets; repeatable")
+    serve.add_argument("--metrics-bind", metavar="HOST:PORT",
+                       help="serve Prometheus /metrics there (port 0 picks one; needs zmsg[metrics])")
+    serve.add_argument("--otel", action="store_true",
+                       help="trace every call with OpenTelemetry (needs zmsg[otel] and a tracer provider)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per handled call: pattern, outcome, duration")
     serve.set_defaults(func=_cmd_serve)
 
 

@@ -80,6 +80,12 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Allow binding an address other hosts can reach without CURVE (refused otherwise)."""
     allow_from: tuple[str, ...] = ()
     """Networks (CIDR) whose peers may connect; others complete no handshake (both sockets)."""
+    metrics_bind: str | None = None
+    """HOST:PORT to serve Prometheus ``/metrics`` on (port 0 picks one); needs the ``metrics`` extra."""
+    otel: bool = False
+    """Trace every call with OpenTelemetry (the application configures the tracer provider)."""
+    access_log: bool = False
+    """Log one line per handled call (pattern, outcome, duration) on the ``zmsg.access`` logger."""
 
     def security(self) -> CurveServer | None:
         from zmsg.transport.security import CurveServer

@@ -18,6 +18,7 @@ from typing import Any
 from zmsg.allocator import tune_allocator
 from zmsg.config import ServeSettings
 from zmsg.errors import ConfigError, ServiceLoadError
+from zmsg.logfields import FIELDS, CallFieldsFilter, CallLog
 from zmsg.runtime import run, uvloop_available
 from zmsg.service import Service
 
@@ -72,6 +73,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key in FIELDS:  # the call's fields (zmsg.logfields), when the line is about one
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -84,12 +89,56 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(CallFieldsFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
 
 
-def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | None = None) -> None:
+MetricsStarter = Callable[[Callable[[str], None] | None], Callable[[], None]]
+"""Starts the ``/metrics`` server (reporting its URL to the callback) and returns its stop."""
+
+
+def instrument(service: Service, settings: ServeSettings) -> MetricsStarter | None:
+    """Add what ``--otel``, ``--metrics-bind``, ``--access-log`` and JSON logs ask for, in that order
+    (tracing outermost, so the metrics and log lines of a call fall inside its span).
+
+    Returns a function that starts the ``/metrics`` server (given the URL callback) when asked for.
+    """
+    if settings.otel:
+        try:
+            from zmsg import otel
+        except ImportError as exc:
+            raise ConfigError(f"--otel needs the otel extra: {exc}") from None
+        otel.instrument(service)
+    start_metrics = None
+    if settings.metrics_bind is not None:
+        try:
+            from prometheus_client import CollectorRegistry
+
+            from zmsg import metrics
+        except ImportError as exc:
+            raise ConfigError(f"--metrics-bind needs the metrics extra: {exc}") from None
+        registry = CollectorRegistry()
+        metrics.instrument(service, registry)
+        bind = settings.metrics_bind
+
+        def start_metrics(report: Callable[[str], None] | None) -> Callable[[], None]:
+            try:
+                url, stop = metrics.serve_metrics(bind, registry)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot serve metrics on {bind!r}: {exc}") from None
+            if report is not None:
+                report(url)
+            return stop
+
+    if settings.access_log or settings.log_format == "json":
+        service.use(CallLog(access=settings.access_log).middleware)
+    return start_metrics
+
+
+def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | None = None,
+          on_metrics: Callable[[str], None] | None = None) -> None:
     """Load ``settings.app`` and serve it in the foreground until SIGINT/SIGTERM, then drain.
 
     The first signal stops new work (new requests get a 503 error), waits up to
@@ -119,10 +168,17 @@ def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | No
     if settings.allow_from:
         service.allow_from = settings.allow_from
 
+    start_metrics = instrument(service, settings)
+
     def ready(endpoint: str) -> None:
         if on_ready is not None:
             on_ready(service, endpoint)
 
-    serving = service.serve(settings.bind, events_endpoint=settings.events_bind, on_ready=ready,
-                            grace=settings.grace)
-    run(serving, use_uvloop=settings.loop != "asyncio")
+    stop_metrics = start_metrics(on_metrics) if start_metrics is not None else None
+    try:
+        serving = service.serve(settings.bind, events_endpoint=settings.events_bind, on_ready=ready,
+                                grace=settings.grace)
+        run(serving, use_uvloop=settings.loop != "asyncio")
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()

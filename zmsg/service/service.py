@@ -46,6 +46,7 @@ from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.endpoints import is_local_endpoint, parse_networks
 from zmsg.errors import FrameError, InsecureBindError, RpcException, SecurityError, ZmsgError
 from zmsg.event_sequence import IN_ORDER, EventGaps
+from zmsg.logfields import call_extra
 from zmsg.pipeline import NO_MATCH, ExceptionHandlers, Middleware, check_middleware
 from zmsg.protocol import (
     EMPTY_METADATA,
@@ -747,7 +748,8 @@ class Service:
             self._reply_error(identity, cid, exc.error)
             return
         self.stats.handler_errors += 1
-        log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc)
+        log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc,
+                  extra=call_extra(ctx.pattern if ctx is not None else handler.name, cid, exc))
         self._reply_error(identity, cid, INTERNAL_ERROR)
 
     def _handle_exception(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
@@ -953,7 +955,8 @@ class Service:
         if isinstance(exc, (PayloadError, ZmsgError)):
             self._peer_log.warning("%s: event %r rejected by %s: %s", self.name, pattern_repr(pattern), handler.name, exc)
         else:
-            log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc)
+            log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc,
+                      extra=call_extra(pattern_repr(pattern), ctx.correlation_id if ctx is not None else 0, exc))
 
     def _event_exception_handled(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler,
                                  exc: BaseException) -> None:
