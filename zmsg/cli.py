@@ -11,8 +11,7 @@ from zmsg import commands
 from zmsg.commands import ExitCode, exit_code_for
 from zmsg.config import CONFIG_ENV, CONFIG_FILE, Config, load_config
 from zmsg.errors import ConfigError, RpcException, ZmsgError
-from zmsg.service import Service
-from zmsg.serving import load_service, serve
+from zmsg.serving import Ready, load_service, serve
 from zmsg.transport.security import write_keypair
 
 __all__ = ["main", "load_service", "build_parser", "ExitCode"]
@@ -39,13 +38,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "app": args.target, "bind": args.bind, "events_bind": args.events_bind, "log_level": args.log_level,
         "log_format": args.log_format, "grace": args.grace, "loop": args.loop,
         "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
-        "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
+        "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow, "workers": args.workers,
     }, flags=flags)
 
-    def ready(service: Service, endpoint: str) -> None:
+    def ready(info: Ready) -> None:
         # tests/conftest.py and process managers parse this line: keep its format.
-        print(f"zmsg: serving {service.name!r} on {endpoint} (events on {service.events_endpoint})",
-              flush=True)
+        workers = f" with {info.workers} workers" if info.workers > 1 else ""
+        print(f"zmsg: serving {info.name!r} on {info.endpoint} (events on {info.events}){workers}", flush=True)
 
     serve(settings, on_ready=ready)
     return ExitCode.OK
@@ -148,6 +147,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"need at least 1 worker, not {value}")
+    return value
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH",
@@ -183,6 +194,8 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="turn CURVE on with this secret key file (see zmsg keygen)")
     serve.add_argument("--curve-allow", metavar="KEY|FILE|DIR", action="append",
                        help="a client public key allowed in (Z85, .key file, or directory of them); repeatable")
+    serve.add_argument("--workers", type=_workers, metavar="N|auto",
+                       help="worker processes behind the one endpoint (auto: one per CPU); default 1")
     serve.set_defaults(func=_cmd_serve)
 
 

@@ -72,6 +72,16 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Path of the service's CURVE secret key file (``zmsg keygen`` writes one); turns CURVE on."""
     curve_allow: tuple[str, ...] = ()
     """Allowed client public keys: Z85 keys, ``.key`` files or directories of them."""
+    workers: Annotated[int, msgspec.Meta(ge=1)] | Literal["auto"] = 1
+    """Worker processes (``auto``: one per CPU this process may use); 1 serves in this process."""
+
+    def worker_count(self) -> int:
+        if self.workers == "auto":
+            try:
+                return max(1, len(os.sched_getaffinity(0)))
+            except AttributeError:  # not Linux
+                return max(1, os.cpu_count() or 1)
+        return self.workers
 
     def security(self) -> CurveServer | None:
         if self.curve_secret_key is None:

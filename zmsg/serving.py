@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from zmsg._loop import run, uvloop_available
@@ -20,7 +21,8 @@ from zmsg.config import ServeSettings
 from zmsg.errors import ConfigError, ZmsgError
 from zmsg.service import Service
 
-__all__ = ["ServiceLoadError", "load_service", "configure_logging", "serve", "JsonFormatter"]
+__all__ = ["ServiceLoadError", "load_service", "prepare_service", "configure_logging", "serve", "Ready",
+           "JsonFormatter"]
 
 
 class ServiceLoadError(ZmsgError, ImportError):
@@ -67,6 +69,10 @@ def load_service(target: str) -> Service:
 class JsonFormatter(logging.Formatter):
     """One JSON object per log line, for log shippers (``--log-format json``)."""
 
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -75,36 +81,41 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            entry["worker"] = self.worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Send zmsg's (and the application's) logs to stderr as text or JSON lines."""
+def configure_logging(level: str, fmt: str, worker: int | None = None) -> None:
+    """Send zmsg's (and the application's) logs to stderr as text or JSON lines; a worker of
+    ``zmsg serve --workers`` says which one it is on every line."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(worker))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        tag = f" [worker {worker}]" if worker is not None else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
 
 
-def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | None = None) -> None:
-    """Load ``settings.app`` and serve it in the foreground until SIGINT/SIGTERM, then drain.
+@dataclass(frozen=True)
+class Ready:
+    """What ``serve`` tells its ``on_ready`` callback once every process takes requests."""
 
-    The first signal stops new work (new requests get a 503 error), waits up to
-    ``settings.grace`` seconds for in-flight handlers and flushes their replies; a second
-    signal exits at once.
-    """
-    if not settings.app:
-        raise ConfigError("nothing to serve: give MODULE:ATTR, ZMSG_SERVE_APP or app in [serve] of zmsg.toml")
-    if settings.loop == "uvloop" and not uvloop_available():
-        raise ConfigError("loop 'uvloop' was asked for but uvloop is not installed")
-    configure_logging(settings.log_level, settings.log_format)
-    service = load_service(settings.app)
+    name: str
+    endpoint: str
+    events: str
+    workers: int = 1
+    instances: tuple[str, ...] = ()
+
+
+def prepare_service(settings: ServeSettings) -> Service:
+    """Load ``settings.app`` and apply the deployment settings to it (one process or a worker)."""
+    service = load_service(settings.app or "")
     # Deployment settings win over what the code constructed the Service with.
     if settings.max_message_size is not None:
         service.max_message_size = settings.max_message_size
@@ -113,10 +124,36 @@ def serve(settings: ServeSettings, on_ready: Callable[[Service, str], None] | No
     security = settings.security()
     if security is not None:
         service.security = security
+    return service
+
+
+def check_settings(settings: ServeSettings) -> None:
+    if not settings.app:
+        raise ConfigError("nothing to serve: give MODULE:ATTR, ZMSG_SERVE_APP or app in [serve] of zmsg.toml")
+    if settings.loop == "uvloop" and not uvloop_available():
+        raise ConfigError("loop 'uvloop' was asked for but uvloop is not installed")
+
+
+def serve(settings: ServeSettings, on_ready: Callable[[Ready], None] | None = None) -> None:
+    """Load ``settings.app`` and serve it in the foreground until SIGINT/SIGTERM, then drain.
+
+    The first signal stops new work (new requests get a 503 error), waits up to
+    ``settings.grace`` seconds for in-flight handlers and flushes their replies; a second
+    signal exits at once. With ``settings.workers`` above 1 this process is the supervisor of
+    that many worker processes (``zmsg.workers``) and drains them all.
+    """
+    check_settings(settings)
+    if settings.worker_count() > 1:
+        from zmsg.workers import supervise
+
+        supervise(settings, on_ready)
+        return
+    configure_logging(settings.log_level, settings.log_format)
+    service = prepare_service(settings)
 
     def ready(endpoint: str) -> None:
         if on_ready is not None:
-            on_ready(service, endpoint)
+            on_ready(Ready(service.name, endpoint, service.events_endpoint))
 
     serving = service.serve(settings.bind, events_endpoint=settings.events_bind, on_ready=ready,
                             grace=settings.grace)

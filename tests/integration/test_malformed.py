@@ -11,7 +11,7 @@ import zmq
 import zmq.asyncio
 
 import zmsg
-from zmsg.protocol import KIND_ERROR, KIND_REQUEST, BatchBuilder, parse_frames
+from zmsg.protocol import BROADCAST_TOPIC, KIND_ERROR, KIND_REQUEST, BatchBuilder, instance_topic, parse_frames
 
 pytestmark = pytest.mark.anyio
 
@@ -116,8 +116,11 @@ async def test_faults_are_counted_and_loops_survive_in_process() -> None:
         assert service.stats.malformed_messages >= 200
         before = service.stats.malformed_messages
         async with zmsg.ClientProxy(endpoint) as client:  # connect() waits for the subscription
-            for frames in _garbage()[:50]:
-                await pub.send_multipart(frames)
+            # The service's SUB filters on its two topics: garbage must start like a batch (the
+            # version byte) or come after this instance's topic frame to reach the parser at all.
+            topic = instance_topic(service.instance_id)
+            for index, frames in enumerate(_garbage()[:50]):
+                await pub.send_multipart([topic, *frames] if index % 2 else [BROADCAST_TOPIC + frames[0], *frames[1:]])
             await client.emit("anything", 1)
             assert await client.send("ping") == "pong"
         assert service.stats.malformed_messages > before

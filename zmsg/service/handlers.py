@@ -21,11 +21,13 @@ from zmsg.codec import Pattern, encode_pattern, typed_decoder
 from zmsg.protocol import RESERVED_PREFIX
 from zmsg.service.context import Context
 
-__all__ = ["message_pattern", "event_pattern", "Handler", "bind_handler", "ROUTES_ATTR", "MESSAGE", "EVENT"]
+__all__ = ["message_pattern", "event_pattern", "Handler", "bind_handler", "ROUTES_ATTR", "MESSAGE", "EVENT",
+           "BROADCAST_EVENT"]
 
 ROUTES_ATTR = "__zmsg_routes__"
 MESSAGE = "message"
 EVENT = "event"
+BROADCAST_EVENT = "broadcast_event"  # an event handler that runs on every instance of the service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,9 +56,13 @@ def message_pattern(pattern: Pattern) -> Callable[[F], F]:
     return _mark(MESSAGE, pattern)
 
 
-def event_pattern(pattern: Pattern) -> Callable[[F], F]:
-    """Mark a function or controller method as a handler of the event ``pattern``."""
-    return _mark(EVENT, pattern)
+def event_pattern(pattern: Pattern, *, broadcast: bool = False) -> Callable[[F], F]:
+    """Mark a function or controller method as a handler of the event ``pattern``.
+
+    With several instances of the service an event runs its handlers on one instance only;
+    ``broadcast=True`` makes this handler run on every instance (e.g. to drop a local cache).
+    """
+    return _mark(BROADCAST_EVENT if broadcast else EVENT, pattern)
 
 
 @dataclass(slots=True)
@@ -70,6 +76,7 @@ class Handler:
     payload_param: str | None
     context_param: str | None
     positional_payload: bool
+    broadcast: bool = False  # event handlers: run on every instance, not only the chosen one
 
     def call(self, payload: Any, context: Context | None) -> Any:
         if self.context_param is None:

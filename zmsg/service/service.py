@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import sys
 import time
@@ -36,6 +37,8 @@ from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.protocol import (
+    BROADCAST_TOPIC,
+    FLAG_BROADCAST_ONLY,
     FLUSH_EXTERNAL_BYTES,
     HEALTH_PATTERN,
     HELLO_PATTERN,
@@ -49,10 +52,21 @@ from zmsg.protocol import (
     RESERVED_PREFIX,
     VERSION,
     BatchBuilder,
+    event_batch_start,
+    instance_topic,
     parse_frames,
 )
 from zmsg.service.context import Context
-from zmsg.service.handlers import EVENT, MESSAGE, ROUTES_ATTR, Handler, bind_handler, event_pattern, message_pattern
+from zmsg.service.handlers import (
+    BROADCAST_EVENT,
+    EVENT,
+    MESSAGE,
+    ROUTES_ATTR,
+    Handler,
+    bind_handler,
+    event_pattern,
+    message_pattern,
+)
 from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
@@ -148,6 +162,13 @@ class Service:
         self._draining = False
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.instance_id = ""
+        """This running instance's id (new at every start): events are addressed to it."""
+        self.instances: list[str] = []
+        """Request endpoints of every instance this one belongs with (the workers of one
+        ``zmsg serve``), told to clients in the hello so they connect to all of them."""
+        self.workers: list[dict[str, Any]] | None = None
+        """What the supervisor of ``zmsg serve --workers`` reports about its workers."""
         self._builtins: dict[bytes, Callable[[], Any]] = {
             HELLO_PATTERN.encode(): self._hello,
             HEALTH_PATTERN.encode(): self._health,
@@ -166,12 +187,16 @@ class Service:
 
         return decorate
 
-    def event_pattern(self, pattern: Pattern) -> Callable[[F], F]:
-        """Register the decorated function as a handler of the event ``pattern``."""
-        mark = event_pattern(pattern)
+    def event_pattern(self, pattern: Pattern, *, broadcast: bool = False) -> Callable[[F], F]:
+        """Register the decorated function as a handler of the event ``pattern``.
+
+        Several instances of a service (workers, hosts) handle each event once, on one of them;
+        ``broadcast=True`` runs this handler on every instance instead.
+        """
+        mark = event_pattern(pattern, broadcast=broadcast)
 
         def decorate(func: F) -> F:
-            self._add(EVENT, encode_pattern(pattern), func)
+            self._add(BROADCAST_EVENT if broadcast else EVENT, encode_pattern(pattern), func)
             return mark(func)
 
         return decorate
@@ -207,6 +232,7 @@ class Service:
                 )
             self._message_handlers[route] = handler
         else:
+            handler.broadcast = role == BROADCAST_EVENT
             self._event_handlers.setdefault(route, []).append(handler)
 
     @property
@@ -216,6 +242,11 @@ class Service:
     @property
     def event_patterns(self) -> list[str]:
         return sorted(pattern_repr(p) for p in self._event_handlers)
+
+    @property
+    def broadcast_patterns(self) -> list[str]:
+        """Event patterns with a ``broadcast=True`` handler: every instance gets a copy of these."""
+        return sorted(pattern_repr(p) for p, hs in self._event_handlers.items() if any(h.broadcast for h in hs))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -240,8 +271,13 @@ class Service:
     def uptime(self) -> float:
         return time.monotonic() - self._started_at if self.running else 0.0
 
-    async def start(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None) -> str:
-        """Bind and start serving; returns the bound endpoint (port 0 picks a free port)."""
+    async def start(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
+                    listen_fd: int | None = None) -> str:
+        """Bind and start serving; returns the bound endpoint (port 0 picks a free port).
+
+        ``listen_fd``: a TCP socket already listening on ``endpoint`` (given by a supervisor) to
+        accept on instead of binding a new one.
+        """
         if self._router is not None:
             raise RuntimeError(f"service {self.name!r} is already started")
         self._loop = asyncio.get_running_loop()
@@ -249,10 +285,14 @@ class Service:
         frame_limit = self.max_message_size + 64 * 1024 if self.max_message_size > 0 else -1
         options: dict[str, Any] = {"max_message_size": frame_limit, "heartbeat": self.heartbeat,
                                    "security": self.security, "zap_domain": self._zap_domain}
-        router_sock, bound = bind_router(endpoint, **options, send_hwm=self.reply_hwm)
+        self.instance_id = secrets.token_hex(8)
+        router_sock, bound = bind_router(endpoint, **options, send_hwm=self.reply_hwm, listen_fd=listen_fd)
         try:
+            # Events for every instance start with the batch's version byte; events for this
+            # instance alone come after its topic frame (docs/protocol.md, "Instances").
             sub_sock, events_bound = bind_subscriber(events_endpoint or events_bind_endpoint(endpoint), **options,
-                                                     hwm=self.event_hwm)
+                                                     hwm=self.event_hwm,
+                                                     subscriptions=(BROADCAST_TOPIC, instance_topic(self.instance_id)))
         except BaseException:
             router_sock.close(linger=0)
             raise
@@ -302,11 +342,12 @@ class Service:
         log.info("service %s stopped", self.name)
 
     async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
-                    on_ready: Callable[[str], None] | None = None, grace: float = 5.0) -> None:
-        """Start, run until SIGINT/SIGTERM (or cancellation), then stop gracefully."""
-        await self.start(endpoint, events_endpoint=events_endpoint)
+                    on_ready: Callable[[str], None] | None = None, grace: float = 5.0,
+                    listen_fd: int | None = None, stop_event: asyncio.Event | None = None) -> None:
+        """Start, run until SIGINT/SIGTERM (or cancellation, or ``stop_event``), then stop gracefully."""
+        await self.start(endpoint, events_endpoint=events_endpoint, listen_fd=listen_fd)
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = stop_event if stop_event is not None else asyncio.Event()
         signals = (signal.SIGINT, signal.SIGTERM)
         installed: list[signal.Signals] = []
 
@@ -519,26 +560,30 @@ class Service:
 
     def _on_event_message(self, frames: list[bytes]) -> None:
         try:
-            records = parse_frames(frames, 0)
+            # A topic frame (0x00 + our instance id) may come first; ZeroMQ filtered on it.
+            records = parse_frames(frames, event_batch_start(frames))
         except FrameError as exc:
             self.stats.malformed_messages += 1
             self._peer_log.warning("%s: rejected malformed event message: %s", self.name, exc)
             records = exc.records
-        for kind, _flags, seq, emitter, pattern, body in records:
+        for kind, flags, seq, emitter, pattern, body in records:
             if kind == KIND_EVENT:
-                self._dispatch_event(pattern, body, seq, emitter)
+                self._dispatch_event(pattern, body, seq, emitter, flags)
             else:
                 self.stats.unsupported_kinds += 1
                 self._peer_log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
 
-    def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0) -> None:
+    def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0, flags: int = 0) -> None:
         self.stats.events += 1
         if emitter:
             self._track_sequence(emitter, seq)
         handlers = self._event_handlers.get(pattern)
         if not handlers:
             return  # events nobody here subscribes to are normal: fire-and-forget
+        broadcast_only = flags & FLAG_BROADCAST_ONLY
         for handler in handlers:
+            if broadcast_only and not handler.broadcast:
+                continue  # another instance was chosen to run this handler
             try:
                 payload = codec.decode_with(handler.decoder, body) if handler.decoder is not None else None
                 ctx = (Context(pattern_repr(pattern), seq, f"{emitter:08x}" if emitter else "", self.name, "event")
@@ -618,8 +663,12 @@ class Service:
     # -- built-in patterns -----------------------------------------------------------------
 
     def _hello(self) -> dict[str, Any]:
-        return {"service": self.name, "version": self.version, "protocol": VERSION, "events": self._events_endpoint,
-                "max_message_size": self.max_message_size}
+        hello = {"service": self.name, "version": self.version, "protocol": VERSION, "events": self._events_endpoint,
+                 "max_message_size": self.max_message_size, "instance": self.instance_id,
+                 "broadcast": self.broadcast_patterns}
+        if self.instances:
+            hello["instances"] = list(self.instances)
+        return hello
 
     def _health(self) -> dict[str, Any]:
         # Answered while draining too, so an orchestrator sees "draining" rather than silence.
@@ -637,6 +686,10 @@ class Service:
             "events": self._events_endpoint,
             "message_patterns": self.message_patterns,
             "event_patterns": self.event_patterns,
+            "broadcast_patterns": self.broadcast_patterns,
+            "instance": self.instance_id,
+            "instances": list(self.instances) or [self._endpoint],
+            "workers": self.workers,
             "uptime": round(self.uptime, 3),
             "in_flight": len(self._tasks),
             "stats": self.stats.as_dict(),

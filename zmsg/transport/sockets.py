@@ -97,8 +97,13 @@ def connectable(bound: str) -> str:
 
 def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
                 security: Security | None = None, zap_domain: str = "",
-                send_hwm: int = DEFAULT_HWM) -> tuple[zmq.Socket[Any], str]:
+                send_hwm: int = DEFAULT_HWM, listen_fd: int | None = None) -> tuple[zmq.Socket[Any], str]:
+    """A ROUTER bound to ``endpoint``; with ``listen_fd``, ZeroMQ accepts on that already
+    listening TCP socket (``ZMQ_USE_FD``) instead of creating one: how the workers of one
+    ``zmsg serve`` keep their ports across restarts, the supervisor holding the sockets."""
     sock = context().socket(zmq.ROUTER)
+    if listen_fd is not None:
+        sock.setsockopt(zmq.USE_FD, listen_fd)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     _heartbeat(sock, heartbeat)
     if security is not None:
@@ -113,14 +118,17 @@ def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float |
 
 def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
                     security: Security | None = None, zap_domain: str = "",
-                    hwm: int = DEFAULT_HWM) -> tuple[zmq.Socket[Any], str]:
+                    hwm: int = DEFAULT_HWM,
+                    subscriptions: tuple[bytes, ...] = (b"",)) -> tuple[zmq.Socket[Any], str]:
+    """A SUB bound to ``endpoint``, subscribed to each prefix of ``subscriptions``."""
     sock = context().socket(zmq.SUB)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock, zap_domain)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    for topic in subscriptions:
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
     if endpoint.startswith("tcp://[") or "::" in endpoint:
         sock.setsockopt(zmq.IPV6, 1)
     return sock, connectable(_bind(sock, endpoint))
