@@ -24,56 +24,56 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 from collections import deque
 from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
 
 from zmsg import codec
-from zmsg.codec import Pattern, PayloadError, encode_pattern, pattern_repr
-from zmsg.errors import (
-    AuthenticationFailed,
-    FrameError,
-    ProtocolError,
-    RequestTimeout,
-    ServiceUnavailable,
+from zmsg.client_core import (
+    DEFAULTS,
+    HELLO_ROUTE,
+    RETRYABLE,
+    EventStamper,
+    Hello,
+    LinkEvent,
+    PeerLink,
+    call_timeout,
+    check_one_service,
+    check_size,
+    client_options,
+    malformed_reply,
+    no_answer,
+    pick_peer,
+    read_hello,
+    read_replies,
+    reply_value,
+    request_ttl_ms,
+    resolve_endpoints,
+    retry_attempts,
+    retry_delay,
 )
-from zmsg.protocol import (
-    FLUSH_EXTERNAL_BYTES,
-    HELLO_PATTERN,
-    KIND_CANCEL,
-    KIND_ERROR,
-    KIND_EVENT,
-    KIND_REPLY,
-    KIND_REQUEST,
-    BatchBuilder,
-    InFlight,
-    parse_frames,
-)
-from zmsg.transport import Channel, connect_dealer, connect_publisher, events_connect_endpoint, validate_endpoint
-from zmsg.transport.monitor import (
-    AUTH_FAILED,
-    CONNECT_FAILED,
-    CONNECTED,
-    DISCONNECTED,
-    PROTOCOL_FAILED,
-    SocketMonitor,
-)
+from zmsg.codec import Pattern, encode_pattern, pattern_repr
+from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+from zmsg.endpoints import events_connect_endpoint
+from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
+from zmsg.protocol import FLUSH_EXTERNAL_BYTES, KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
+from zmsg.transport import Channel, connect_dealer
+from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
+from zmsg.transport.publisher import Publisher
 from zmsg.transport.security import CurveClient
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM, connect_all
+from zmsg.transport.sockets import connect_all
 
-__all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "ClientStats", "resolve_client_options"]
+__all__ = ["ClientProxy", "PendingRequest", "DEFAULT_TIMEOUT", "DEFAULT_FLUSH_AT", "DEFAULT_MAX_IN_FLIGHT", "ClientStats"]
 
 log = logging.getLogger("zmsg.client")
 
-DEFAULT_TIMEOUT = 10.0
-"""Seconds a request waits for its reply unless told otherwise: callers never hang forever."""
-
-DEFAULT_FLUSH_AT = 32
-DEFAULT_MAX_IN_FLIGHT = 100_000
-_HELLO = HELLO_PATTERN.encode()
-_MAX_TTL_MS = 0xFFFFFFFF
-_RETRYABLE = (RequestTimeout, ServiceUnavailable)
+_LINK_EVENTS: dict[int, LinkEvent] = {
+    int(CONNECTED): LinkEvent.CONNECTED,
+    int(DISCONNECTED): LinkEvent.DISCONNECTED,
+    int(CONNECT_FAILED): LinkEvent.CONNECT_FAILED,
+    int(AUTH_FAILED): LinkEvent.AUTH_FAILED,
+    int(PROTOCOL_FAILED): LinkEvent.PROTOCOL_FAILED,
+}
 
 
 class _Accepted:
@@ -91,13 +91,11 @@ _ACCEPTED = _Accepted()
 class ClientStats:
     """Counters a proxy keeps about what it could not deliver or match."""
 
-    __slots__ = ("timeouts", "malformed_messages", "subscribers", "disconnects", "retries", "events_emitted",
-                 "emit_waits")
+    __slots__ = ("timeouts", "malformed_messages", "disconnects", "retries", "events_emitted", "emit_waits")
 
     def __init__(self) -> None:
         self.timeouts = 0
         self.malformed_messages = 0
-        self.subscribers = 0
         self.disconnects = 0
         self.retries = 0
         self.events_emitted = 0
@@ -105,19 +103,17 @@ class ClientStats:
 
 
 class _Peer:
-    """One endpoint of the service: its DEALER, its pending batch and its connection state."""
+    """One endpoint of the service: its DEALER, its pending batch and its link (state)."""
 
-    __slots__ = ("endpoint", "channel", "monitor", "batch", "up", "reconnected", "events_endpoint", "failure")
+    __slots__ = ("endpoint", "link", "channel", "monitor", "batch", "events_endpoint")
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
+        self.link = PeerLink(endpoint)
         self.channel: Channel | None = None
         self.monitor: SocketMonitor | None = None
         self.batch = BatchBuilder()
-        self.up: bool | None = None  # None: no connection confirmed or refused yet
-        self.reconnected = False  # came back after a drop: its event endpoint may have moved
         self.events_endpoint: str | None = None
-        self.failure: ServiceUnavailable | None = None
 
 
 _Waiter = tuple[asyncio.Future[Any], bytes, float, _Peer]
@@ -149,34 +145,17 @@ class PendingRequest:
             except asyncio.CancelledError:
                 client._cancel(cid, peer)
                 raise
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 if attempt >= self.retries or client._closed:
                     raise
                 attempt += 1
                 client.stats.retries += 1
-                delay = random.uniform(0, min(client.retry_backoff * 2 ** attempt, 2.0))  # full jitter
+                delay = retry_delay(attempt, client.retry_backoff)
                 log.info("retrying %r after %s (attempt %d/%d)", self.pattern, type(exc).__name__, attempt, self.retries)
                 yield from asyncio.sleep(delay).__await__()
 
     def __repr__(self) -> str:
         return f"<PendingRequest {self.pattern!r} (not sent until awaited)>"
-
-
-def resolve_client_options(
-    owner: str, endpoints: str | Sequence[str], timeout: float,
-    connect_timeout: float | None, emit_timeout: float | None,
-) -> tuple[list[str], float, float, float]:
-    """Validate what every client takes (ClientProxy and SyncClientProxy alike): the endpoints,
-    and the timeouts, the handshake and emit ones defaulting to the request timeout."""
-    listed = [endpoints] if isinstance(endpoints, str) else list(endpoints)
-    valid = [validate_endpoint(e) for e in listed]
-    if not valid:
-        raise ValueError(f"{owner} needs at least one endpoint")
-    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout), ("emit_timeout", emit_timeout)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-    return (valid, float(timeout), float(timeout if connect_timeout is None else connect_timeout),
-            float(timeout if emit_timeout is None else emit_timeout))
 
 
 class ClientProxy:
@@ -186,17 +165,17 @@ class ClientProxy:
         self,
         endpoints: str | Sequence[str],
         *,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float | None = None,
-        emit_timeout: float | None = None,
-        retries: int = 0,
-        retry_backoff: float = 0.05,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        max_message_size: int = 64 * 1024 * 1024,
-        heartbeat: float | None = DEFAULT_HEARTBEAT,
+        timeout: float = DEFAULTS.timeout,
+        connect_timeout: float | None = DEFAULTS.connect_timeout,
+        emit_timeout: float | None = DEFAULTS.emit_timeout,
+        retries: int = DEFAULTS.retries,
+        retry_backoff: float = DEFAULTS.retry_backoff,
+        max_in_flight: int = DEFAULTS.max_in_flight,
+        max_message_size: int = DEFAULTS.max_message_size,
+        heartbeat: float | None = DEFAULTS.heartbeat,
         security: CurveClient | None = None,
-        event_hwm: int = DEFAULT_HWM,
-        flush_at: int = DEFAULT_FLUSH_AT,
+        event_hwm: int = DEFAULTS.event_hwm,
+        flush_at: int = DEFAULTS.flush_at,
     ) -> None:
         """
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
@@ -206,24 +185,32 @@ class ClientProxy:
         ``max_message_size``: larger payloads raise ``MessageTooLarge`` before anything is sent
         (lowered to the service's own limit once connected); ``heartbeat``: ZMTP heartbeat
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
-        ``event_hwm``: event messages queued per subscriber before ``emit`` waits.
+        ``event_hwm``: event messages queued per subscriber before ``emit`` waits;
+        ``flush_at``: queued records that make a batch go at once. Options are declared, with
+        their constraints, in ``zmsg.client_core.ClientOptions``.
         """
-        self.endpoints, self.timeout, self.connect_timeout, self.emit_timeout = resolve_client_options(
-            "ClientProxy", endpoints, timeout, connect_timeout, emit_timeout)
-        if retries < 0 or max_in_flight < 1:
-            raise ValueError("retries must be >= 0 and max_in_flight >= 1")
-        self.retries = retries
-        self.retry_backoff = retry_backoff
-        self.max_in_flight = max_in_flight
-        self.max_message_size = max_message_size
-        self.heartbeat = heartbeat
+        self.endpoints = resolve_endpoints("ClientProxy", endpoints)
+        self.options = options = client_options(
+            "ClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
+            retries=retries, retry_backoff=retry_backoff, max_in_flight=max_in_flight,
+            max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at)
+        # Plain attributes: the hot path reads them on every call.
+        self.timeout = options.timeout
+        self.connect_timeout = options.handshake_timeout
+        self.emit_timeout = options.emit_wait
+        self.retries = options.retries
+        self.retry_backoff = options.retry_backoff
+        self.max_in_flight = options.max_in_flight
+        self.max_message_size = options.max_message_size
+        self.heartbeat = options.heartbeat
+        self.flush_at = options.flush_at
+        self.event_hwm = options.event_hwm
         self.security = security
-        self.flush_at = max(1, flush_at)
-        self.event_hwm = event_hwm
         self.stats = ClientStats()
         self.service_name: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._peers = [_Peer(e) for e in self.endpoints]
+        self._links = [p.link for p in self._peers]
         self._rr = 0
         self._dirty: list[_Peer] = []
         self._flush_scheduled = False
@@ -231,13 +218,11 @@ class ClientProxy:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = float("inf")
-        self._publisher: Channel | None = None
+        self._publisher: Publisher | None = None
         self._events = BatchBuilder()
         self._events_scheduled = False
         self._events_ready = False
-        self._emitter_id = random.randrange(1, 0xFFFFFFFF)
-        self._event_seq = 0
-        self._subscribed: set[str] = set()
+        self._stamper = EventStamper()
         self._connect_lock: asyncio.Lock | None = None
         self._opened = False
         self._closed = False
@@ -254,12 +239,9 @@ class ClientProxy:
         Retries (``retries``, or the proxy's) apply only to calls declared ``idempotent``: a
         retried request may run twice, so zmsg never retries anything else.
         """
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if retries and not idempotent:
-            raise ValueError("retries need idempotent=True: a retried request may run twice at the service")
-        attempts = (self.retries if retries is None else retries) if idempotent else 0
-        return PendingRequest(self, pattern, data, timeout, attempts)
+        if timeout is not None:
+            call_timeout(timeout, self.timeout)
+        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries))
 
     def emit(self, pattern: Pattern, data: Any = None) -> Awaitable[None]:
         """Publish an event to every connected service; await it: it completes once the transport
@@ -274,12 +256,12 @@ class ClientProxy:
         route = encode_pattern(pattern)
         body = codec.encode(data)
         if len(body) + len(route) > self.max_message_size:
-            self._check_size(route, body)
-        if not self._events_ready or self.stats.subscribers < len(self._subscribed):
+            check_size(route, body, self.max_message_size)
+        publisher = self._publisher
+        if not self._events_ready or publisher is None or publisher.subscribers < len(publisher.endpoints):
             return self._emit_when_subscribed(route, body)
         self._queue_event(route, body)
-        publisher = self._publisher
-        if publisher is not None and publisher.queued:
+        if publisher.queued:
             return self._wait_event_accepted(publisher)
         return _ACCEPTED
 
@@ -291,10 +273,9 @@ class ClientProxy:
             await self._wait_event_accepted(publisher)
 
     def _queue_event(self, route: bytes, body: bytes) -> None:
-        self._event_seq += 1
         self.stats.events_emitted += 1
         events = self._events
-        events.add(KIND_EVENT, 0, self._event_seq, self._emitter_id, route, body)
+        self._stamper.stamp(events, route, body)
         if events.count >= self.flush_at:
             self._flush_events()
         elif not self._events_scheduled:
@@ -302,7 +283,7 @@ class ClientProxy:
             assert self._loop is not None
             self._loop.call_soon(self._flush_events)
 
-    async def _wait_event_accepted(self, publisher: Channel) -> None:
+    async def _wait_event_accepted(self, publisher: Publisher) -> None:
         self.stats.emit_waits += 1
         try:
             await asyncio.wait_for(publisher.wait_writable(), self.emit_timeout)
@@ -335,6 +316,7 @@ class ClientProxy:
             # Linger lets ZeroMQ finish delivering what it has accepted after we are gone.
             self._publisher.close(linger_ms=int(self.emit_timeout * 1000))
             self._publisher = None
+
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -388,19 +370,8 @@ class ClientProxy:
         self._opened = True
 
     def _pick_peer(self) -> _Peer:
-        """Round-robin over connected endpoints; else over those not known to be down; else any
-        (ZeroMQ queues for an endpoint until it connects, and the request's timeout bounds it)."""
-        peers = self._peers
-        count = len(peers)
-        fallback: _Peer | None = None
-        for _ in range(count):
-            self._rr = (self._rr + 1) % count
-            peer = peers[self._rr]
-            if peer.up:
-                return peer
-            if fallback is None and peer.up is None:
-                fallback = peer
-        return fallback if fallback is not None else peers[self._rr]
+        self._rr = pick_peer(self._links, self._rr)
+        return self._peers[self._rr]
 
     def _submit(self, pattern: Pattern | bytes, data: Any, timeout: float | None,
                 peer: _Peer | None) -> tuple[int, asyncio.Future[Any], _Peer]:
@@ -410,23 +381,23 @@ class ClientProxy:
         assert loop is not None
         route = pattern if type(pattern) is bytes else encode_pattern(pattern)  # type: ignore[arg-type]
         body = codec.encode(data)
-        self._check_size(route, body)
+        if len(body) + len(route) > self.max_message_size:
+            check_size(route, body, self.max_message_size)
         if timeout is None:
             timeout = self.timeout
         if peer is None:
             peer = self._peers[0] if len(self._peers) == 1 else self._pick_peer()
         future = loop.create_future()
-        if peer.failure is not None:
-            future.set_exception(peer.failure)
+        if peer.link.failure is not None:
+            future.set_exception(peer.link.failure)
             return 0, future, peer
         inflight = self._inflight
         cid = inflight.new_id()
         deadline = loop.time() + timeout
         if inflight.add(cid, (future, route, timeout, peer), deadline) or deadline < self._timer_when:
             self._arm_timer(deadline)
-        ttl_ms = int(timeout * 1000) + 1
         batch = peer.batch
-        batch.add(KIND_REQUEST, 0, cid, ttl_ms if ttl_ms < _MAX_TTL_MS else 0, route, body)
+        batch.add(KIND_REQUEST, 0, cid, request_ttl_ms(timeout), route, body)
         if batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES:
             self._flush_peer(peer)
         else:
@@ -436,10 +407,6 @@ class ClientProxy:
                 self._flush_scheduled = True
                 loop.call_soon(self._flush_requests)
         return cid, future, peer
-
-    def _check_size(self, route: bytes, body: bytes) -> None:
-        if len(body) + len(route) > self.max_message_size:
-            raise codec.too_large(route, body, self.max_message_size)
 
     def _flush_peer(self, peer: _Peer) -> None:
         if peer.batch.count and peer.channel is not None:
@@ -489,12 +456,7 @@ class ClientProxy:
                 free -= 1
 
     def _on_reply_message(self, frames: list[bytes]) -> None:
-        try:
-            records = parse_frames(frames, 0)
-        except FrameError as exc:
-            self.stats.malformed_messages += 1
-            log.warning("dropped a malformed reply message: %s", exc)
-            records = exc.records
+        records, fault = read_replies(frames)
         resolve = self._inflight.resolve
         for kind, _flags, cid, _ttl, _pattern, body in records:
             waiter = resolve(cid)
@@ -503,15 +465,16 @@ class ClientProxy:
             future = waiter[0]
             if future.done():
                 continue
-            if kind == KIND_REPLY:
-                try:
-                    future.set_result(codec.decode(body))
-                except PayloadError as exc:
-                    future.set_exception(ProtocolError(f"undecodable reply: {exc}"))
-            elif kind == KIND_ERROR:
-                future.set_exception(codec.rpc_exception(body))
-            else:
-                future.set_exception(ProtocolError(f"unexpected record kind {kind} in reply to request {cid}"))
+            try:
+                future.set_result(reply_value(kind, cid, body))
+            except ZmsgError as exc:
+                future.set_exception(exc)
+        if fault is not None:
+            self.stats.malformed_messages += 1
+            log.warning("dropped a malformed reply message: %s", fault)
+            waiter = self._inflight.discard(fault.correlation_id) if fault.correlation_id else None
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_exception(malformed_reply(fault))
         if self._slot_waiters:
             self._release_slots()
 
@@ -542,24 +505,14 @@ class ClientProxy:
     # -- connection events -----------------------------------------------------------------
 
     def _on_peer_event(self, peer: _Peer, event: int, _endpoint: str = "") -> None:
-        if event == CONNECTED:
-            peer.up = True
-            peer.failure = None
-        elif event == DISCONNECTED:
-            if peer.up is not False:
-                self.stats.disconnects += 1
-            peer.up = False
-            peer.reconnected = True
-            self._fail_peer(peer, ServiceUnavailable(f"connection to {peer.endpoint} lost with the request in flight"))
-        elif event == CONNECT_FAILED:
-            if peer.up is None:
-                peer.up = False  # never reached: route around it until it connects
-        elif event in (AUTH_FAILED, PROTOCOL_FAILED):
-            peer.up = False
-            reason = ("refused this client's CURVE credentials" if event == AUTH_FAILED
-                      else "failed the security handshake (is CURVE configured on both sides?)")
-            peer.failure = AuthenticationFailed(f"{peer.endpoint} {reason}")
-            self._fail_peer(peer, peer.failure)
+        link_event = _LINK_EVENTS.get(event)
+        if link_event is None:
+            return
+        disconnects = peer.link.disconnects
+        failure = peer.link.on_event(link_event)
+        self.stats.disconnects += peer.link.disconnects - disconnects
+        if failure is not None:
+            self._fail_peer(peer, failure)
 
     def _fail_peer(self, peer: _Peer, error: ServiceUnavailable) -> None:
         """Fail now every request in flight on ``peer``: its reply can no longer come."""
@@ -581,7 +534,7 @@ class ClientProxy:
         async with self._connect_lock:
             if not self._opened:
                 self._open()
-            stale = [p for p in self._peers if p.events_endpoint is None or p.reconnected]
+            stale = [p for p in self._peers if p.events_endpoint is None or p.link.hello_stale]
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             if stale:
@@ -590,69 +543,39 @@ class ClientProxy:
             self._events_ready = True
 
     async def _learn_event_endpoints(self, peers: list[_Peer], timeout: float, consequence: str) -> None:
-        infos = await asyncio.gather(*(self._hello(p, timeout, consequence) for p in peers))
-        wanted: set[str] = set()
-        for peer, info in zip(peers, infos, strict=True):
-            self.service_name = info.get("service", self.service_name)
-            limit = info.get("max_message_size")
-            if isinstance(limit, int) and 0 < limit < self.max_message_size:
-                self.max_message_size = limit  # fail fast here rather than be disconnected there
-            peer.events_endpoint = events_connect_endpoint(peer.endpoint, info["events"])
-            peer.reconnected = False
+        hellos = await asyncio.gather(*(self._hello(p, timeout, consequence) for p in peers))
+        for peer, hello in zip(peers, hellos, strict=True):
+            self.max_message_size = hello.limit(self.max_message_size)
+            peer.events_endpoint = events_connect_endpoint(peer.endpoint, hello.events)
+            peer.link.hello_stale = False
+        named = check_one_service([*hellos, *(Hello(p.endpoint, self.service_name, "", None, {})
+                                              for p in self._peers if p not in peers)])
+        self.service_name = named or self.service_name
         wanted = {p.events_endpoint for p in self._peers if p.events_endpoint is not None}
         if self._publisher is None:
-            sock = connect_publisher(sorted(wanted), hwm=self.event_hwm, heartbeat=self.heartbeat,
-                                     security=self.security)
-            self._publisher = Channel(sock, self._on_subscription, name="client/events")
+            self._publisher = Publisher(wanted, hwm=self.event_hwm, heartbeat=self.heartbeat, security=self.security)
         else:
-            sock = self._publisher.sock
-            for gone in self._subscribed - wanted:
-                try:
-                    sock.disconnect(gone)
-                except Exception:  # already gone
-                    pass
-            for new in sorted(wanted - self._subscribed):
-                sock.connect(new)
-        self._subscribed = wanted
+            self._publisher.retarget(wanted)
 
-    async def _hello(self, peer: _Peer, timeout: float, consequence: str) -> dict[str, Any]:
+    async def _hello(self, peer: _Peer, timeout: float, consequence: str) -> Hello:
         """Ask one endpoint who it is and where it takes events."""
-        cid, future, _ = self._submit(_HELLO, None, timeout, peer)
+        _cid, future, _ = self._submit(HELLO_ROUTE, None, timeout, peer)
         try:
-            info = await future
+            return read_hello(peer.endpoint, await future)
         except RequestTimeout:
-            raise ServiceUnavailable(
-                f"no zmsg service answered at {peer.endpoint} within {timeout:g} s"
-                + (f"; {consequence}" if consequence else "")
-            ) from None
-        if not isinstance(info, dict) or not isinstance(info.get("events"), str):
-            raise ProtocolError(f"{peer.endpoint} did not answer the zmsg handshake")
-        return info
+            raise no_answer(peer.endpoint, timeout, consequence) from None
 
     def _flush_events(self) -> None:
         self._events_scheduled = False
         if self._events.count and self._publisher is not None:
             self._publisher.send(self._events.take())
 
-    def _on_subscription(self, frames: list[bytes]) -> None:
-        msg = frames[0]
-        if msg[:1] == b"\x01":
-            self.stats.subscribers += 1
-        elif msg[:1] == b"\x00":
-            self.stats.subscribers -= 1
-
     async def _wait_subscribers(self, timeout: float, consequence: str) -> None:
-        expected = len(self._subscribed)
-        if self.stats.subscribers >= expected:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.0005
-        while self.stats.subscribers < expected:
-            if loop.time() >= deadline:
-                raise ServiceUnavailable(
-                    f"{expected - self.stats.subscribers} of {expected} service(s) not subscribed to events "
-                    f"within {timeout:g} s" + (f"; {consequence}" if consequence else "")
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        publisher = self._publisher
+        assert publisher is not None
+        expected = len(publisher.endpoints)
+        if not await publisher.wait_subscribers(expected, timeout):
+            raise ServiceUnavailable(
+                f"{expected - publisher.subscribers} of {expected} service(s) not subscribed to events "
+                f"within {timeout:g} s" + (f"; {consequence}" if consequence else "")
+            )

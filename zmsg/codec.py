@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from zmsg.errors import MessageTooLarge, RpcException, ZmsgError
+from zmsg.errors import MessageTooLarge, PayloadError, RpcException
 
 __all__ = [
     "Pattern",
@@ -29,10 +29,6 @@ __all__ = [
 ]
 
 Pattern = str | dict[str, Any]
-
-
-class PayloadError(ZmsgError, ValueError):
-    """A body could not be decoded, or did not match the type its handler declares."""
 
 
 _json_sorted = msgspec.json.Encoder(order="sorted")

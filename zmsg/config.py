@@ -23,15 +23,16 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import msgspec
 
-from zmsg.client import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
-from zmsg.errors import ConfigError, EndpointError
-from zmsg.transport import validate_endpoint
-from zmsg.transport.security import CurveClient, CurveServer, SecurityError
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT
+from zmsg.client_core import ClientOptions, PositiveFloat
+from zmsg.endpoints import validate_endpoint
+from zmsg.errors import ConfigError, EndpointError, SecurityError
+
+if TYPE_CHECKING:  # the transport (and zmq) load only when security is actually asked for
+    from zmsg.transport.security import CurveClient, CurveServer
 
 __all__ = [
     "Config",
@@ -47,9 +48,6 @@ __all__ = [
 ENV_PREFIX = "ZMSG_"
 CONFIG_FILE = "zmsg.toml"
 CONFIG_ENV = "ZMSG_CONFIG"
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -84,6 +82,8 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
         return self.workers
 
     def security(self) -> CurveServer | None:
+        from zmsg.transport.security import CurveServer
+
         if self.curve_secret_key is None:
             if self.curve_allow:
                 raise ConfigError("curve_allow is set but curve_secret_key is not: CURVE needs the service's key")
@@ -96,26 +96,19 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
             raise ConfigError(f"CURVE settings: {exc}") from None
 
 
-class ClientSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """The options of ``ClientProxy`` (and the subset ``SyncClientProxy`` has), for one client."""
+class ClientSettings(ClientOptions, kw_only=True, frozen=True):
+    """One client's settings: every ``ClientOptions`` field (the same names, types, defaults and
+    constraints), plus its endpoints and CURVE keys as paths or text."""
 
     endpoints: tuple[str, ...] = ()
-    timeout: PositiveFloat = DEFAULT_TIMEOUT
-    connect_timeout: PositiveFloat | None = None
-    emit_timeout: PositiveFloat | None = None
-    retries: Annotated[int, msgspec.Meta(ge=0)] = 0
-    retry_backoff: Annotated[float, msgspec.Meta(ge=0)] = 0.05
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_IN_FLIGHT
-    max_message_size: Annotated[int, msgspec.Meta(gt=0)] = DEFAULT_MAX_MESSAGE_SIZE
-    heartbeat: PositiveFloat | None = DEFAULT_HEARTBEAT
-    """ZMTP heartbeat interval in seconds; ``off`` (or an empty variable) turns it off."""
-    flush_at: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_FLUSH_AT
     curve_secret_key: str | None = None
-    """Path of this client's CURVE secret key file; with curve_server_key, turns CURVE on."""
+    """Path of this client's CURVE secret key file (or Z85 text); with curve_server_key, turns CURVE on."""
     curve_server_key: str | None = None
     """The service's public key: Z85 text or a ``.key`` file."""
 
     def security(self) -> CurveClient | None:
+        from zmsg.transport.security import CurveClient
+
         if (self.curve_secret_key is None) != (self.curve_server_key is None):
             raise ConfigError("CURVE needs both curve_secret_key and curve_server_key")
         if self.curve_secret_key is None or self.curve_server_key is None:
@@ -126,40 +119,51 @@ class ClientSettings(msgspec.Struct, kw_only=True, frozen=True):
             raise ConfigError(f"CURVE settings: {exc}") from None
 
     def proxy_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``ClientProxy``."""
-        return {
-            "timeout": self.timeout,
-            "connect_timeout": self.connect_timeout,
-            "emit_timeout": self.emit_timeout,
-            "retries": self.retries,
-            "retry_backoff": self.retry_backoff,
-            "max_in_flight": self.max_in_flight,
-            "max_message_size": self.max_message_size,
-            "heartbeat": self.heartbeat,
-            "flush_at": self.flush_at,
-            "security": self.security(),
-        }
+        """Keyword arguments for ``ClientProxy``: every option, and the security they describe."""
+        return {**{name: getattr(self, name) for name in CLIENT_OPTIONS}, "security": self.security()}
 
     def sync_proxy_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``SyncClientProxy`` (one request per thread: no batching,
-        no in-flight limit, no retries)."""
-        return {
-            "timeout": self.timeout,
-            "connect_timeout": self.connect_timeout,
-            "emit_timeout": self.emit_timeout,
-            "max_message_size": self.max_message_size,
-            "heartbeat": self.heartbeat,
-            "security": self.security(),
-        }
+        """Keyword arguments for ``SyncClientProxy`` (the options that apply to one blocking
+        request per thread; see ``zmsg.client_core.SYNC_CLIENT_OPTIONS``)."""
+        from zmsg.client_core import SYNC_CLIENT_OPTIONS
+
+        return {**{name: getattr(self, name) for name in CLIENT_OPTIONS if name in SYNC_CLIENT_OPTIONS},
+                "security": self.security()}
+
+
+CLIENT_OPTIONS: tuple[str, ...] = ClientOptions.__struct_fields__
+"""The names of the options every client takes, in declaration order."""
 
 
 S = TypeVar("S", ServeSettings, ClientSettings)
 
 _ENDPOINT_FIELDS = frozenset({"bind", "events_bind", "endpoints"})
-_NULLABLE = frozenset({"app", "events_bind", "connect_timeout", "emit_timeout", "heartbeat", "max_message_size",
-                       "max_concurrency", "curve_secret_key", "curve_server_key"})
-_LIST_FIELDS = frozenset({"endpoints", "curve_allow"})
+
+
+def _fields_where(test: Any) -> frozenset[str]:
+    """Field names of both settings classes whose annotated type passes ``test`` (derived from
+    the declarations, so a new option is handled like its kind without being listed here)."""
+    found = set()
+    for cls in (ServeSettings, ClientSettings):
+        for name, tp in _field_types(cls).items():
+            if test(tp):
+                found.add(name)
+    return frozenset(found)
+
+
+def _admits_none(tp: Any) -> bool:
+    return type(None) in get_args(tp)
+
+
+def _is_sequence(tp: Any) -> bool:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return get_origin(tp) in (tuple, list)
+
+
 _NONE_WORDS = frozenset({"", "off", "none"})
+_NULLABLE: frozenset[str]
+_LIST_FIELDS: frozenset[str]
 _SERVE_KEYS = frozenset(ServeSettings.__struct_fields__)
 _CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__) - {"endpoints"}
 _NAMED_CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__)
@@ -214,6 +218,10 @@ def _resolve(cls: type[S], layers: list[_Layer]) -> S:
 def _field_types(cls: type[Any]) -> dict[str, Any]:
     # Resolved once per settings class (annotations are strings under future annotations).
     return typing.get_type_hints(cls, include_extras=True)
+
+
+_NULLABLE = _fields_where(_admits_none)
+_LIST_FIELDS = _fields_where(_is_sequence)
 
 
 def _lower_first(text: str) -> str:

@@ -20,6 +20,10 @@ __all__ = [
     "EndpointError",
     "AuthenticationFailed",
     "ConfigError",
+    "PayloadError",
+    "SecurityError",
+    "ChannelClosed",
+    "ServiceLoadError",
 ]
 
 
@@ -101,3 +105,19 @@ class ConfigError(ZmsgError, ValueError):
     Raised when configuration is read (command line, ``ZMSG_*`` environment, ``zmsg.toml``), so a
     bad deployment fails at start with the name to fix instead of deep inside a request.
     """
+
+
+class PayloadError(ZmsgError, ValueError):
+    """A body could not be decoded, or did not match the type its handler declares."""
+
+
+class SecurityError(ZmsgError, ValueError):
+    """Keys are missing, malformed or unreadable, or CURVE is unavailable in this libzmq."""
+
+
+class ChannelClosed(ServiceUnavailable):
+    """The socket was closed; nothing more can be sent on it."""
+
+
+class ServiceLoadError(ZmsgError, ImportError):
+    """``MODULE:ATTR`` could not be imported, or did not give a ``zmsg.Service``."""

@@ -18,15 +18,11 @@ from typing import Any
 
 from zmsg._loop import run, uvloop_available
 from zmsg.config import ServeSettings
-from zmsg.errors import ConfigError, ZmsgError
+from zmsg.errors import ConfigError, ServiceLoadError
 from zmsg.service import Service
 
 __all__ = ["ServiceLoadError", "load_service", "prepare_service", "configure_logging", "serve", "Ready",
            "JsonFormatter"]
-
-
-class ServiceLoadError(ZmsgError, ImportError):
-    """``MODULE:ATTR`` could not be imported, or did not give a ``zmsg.Service``."""
 
 
 def load_service(target: str) -> Service:

@@ -13,7 +13,7 @@ are the async client's: both speak the same wire protocol and raise the same exc
 
 from __future__ import annotations
 
-import random
+import logging
 import threading
 import time
 import weakref
@@ -21,28 +21,37 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from zmsg import _framing, codec
-from zmsg.client import DEFAULT_TIMEOUT, resolve_client_options
-from zmsg.codec import Pattern, PayloadError, encode_pattern, pattern_repr
-from zmsg.errors import FrameError, ProtocolError, RequestTimeout, ServiceUnavailable
-from zmsg.protocol import (
-    EXTERNAL_BODY_THRESHOLD,
-    HELLO_PATTERN,
-    KIND_ERROR,
-    KIND_EVENT,
-    KIND_REPLY,
-    KIND_REQUEST,
-    BatchBuilder,
-    parse_frames,
+from zmsg.client_core import (
+    DEFAULTS,
+    HELLO_ROUTE,
+    RETRYABLE,
+    EventStamper,
+    Hello,
+    call_timeout,
+    check_one_service,
+    check_size,
+    client_options,
+    malformed_reply,
+    no_answer,
+    read_hello,
+    read_replies,
+    reply_value,
+    request_ttl_ms,
+    resolve_endpoints,
+    retry_attempts,
+    retry_delay,
 )
-from zmsg.transport import events_connect_endpoint
+from zmsg.codec import Pattern, encode_pattern, pattern_repr
+from zmsg.endpoints import events_connect_endpoint
+from zmsg.errors import ProtocolError, RequestTimeout, ServiceUnavailable
+from zmsg.protocol import EXTERNAL_BODY_THRESHOLD, KIND_REPLY, KIND_REQUEST, BatchBuilder
 from zmsg.transport.blocking import BlockingDealer, BlockingPublisher, ask_each
 from zmsg.transport.security import CurveClient
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT
 
 __all__ = ["SyncClientProxy"]
 
-_HELLO = HELLO_PATTERN.encode()
-_MAX_TTL_MS = 0xFFFFFFFF
+log = logging.getLogger("zmsg.client")
+
 _MAX_WAIT_MS = 0x7FFFFFFF  # ZeroMQ's timeouts are C ints (about 24 days)
 _MAX_ID = 0xFFFFFFFFFFFFFFFF
 _pack_header = _framing.pack_header
@@ -69,21 +78,37 @@ class SyncClientProxy:
         self,
         endpoints: str | Sequence[str],
         *,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float | None = None,
-        emit_timeout: float | None = None,
-        max_message_size: int = 64 * 1024 * 1024,
-        heartbeat: float | None = DEFAULT_HEARTBEAT,
+        timeout: float = DEFAULTS.timeout,
+        connect_timeout: float | None = DEFAULTS.connect_timeout,
+        emit_timeout: float | None = DEFAULTS.emit_timeout,
+        retries: int = DEFAULTS.retries,
+        retry_backoff: float = DEFAULTS.retry_backoff,
+        max_message_size: int = DEFAULTS.max_message_size,
+        heartbeat: float | None = DEFAULTS.heartbeat,
         security: CurveClient | None = None,
+        event_hwm: int = DEFAULTS.event_hwm,
     ) -> None:
-        self.endpoints, self.timeout, self.connect_timeout, self.emit_timeout = resolve_client_options(
-            "SyncClientProxy", endpoints, timeout, connect_timeout, emit_timeout)
-        self.heartbeat = heartbeat
+        """The options mean what they mean for ``ClientProxy`` (declared once, with their
+        constraints, in ``zmsg.client_core.ClientOptions``); ``max_in_flight`` and ``flush_at``
+        do not apply: each thread has one request out at a time."""
+        self.endpoints = resolve_endpoints("SyncClientProxy", endpoints)
+        self.options = options = client_options(
+            "SyncClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
+            retries=retries, retry_backoff=retry_backoff, max_message_size=max_message_size,
+            heartbeat=heartbeat, event_hwm=event_hwm)
+        self.timeout = options.timeout
+        self.connect_timeout = options.handshake_timeout
+        self.emit_timeout = options.emit_wait
+        self.retries = options.retries
+        self.retry_backoff = options.retry_backoff
+        self.max_message_size = options.max_message_size
+        self.heartbeat = options.heartbeat
+        self.event_hwm = options.event_hwm
         self.security = security
-        self.max_message_size = max_message_size
         self.service_name: str | None = None
         self.timeouts = 0
         self.late_replies = 0
+        self.retried = 0
         self._local = threading.local()
         self._lock = threading.Lock()  # guards the publisher, connect and the socket registry
         # Closes a thread's socket when the thread ends (its thread-local state is collected),
@@ -91,39 +116,50 @@ class SyncClientProxy:
         self._finalizers: list[weakref.finalize[Any, Any]] = []
         self._publisher: BlockingPublisher | None = None
         self._events_ready = False
-        self._emitter_id = random.randrange(1, 0xFFFFFFFF)
-        self._event_seq = 0
+        self._stamper = EventStamper()
         self._closed = False
 
     # -- public API ------------------------------------------------------------------------
 
-    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None) -> Any:
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+             retries: int | None = None, idempotent: bool = False) -> Any:
         """Request-reply: returns the handler's result, blocking this thread until it arrives.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
         came within ``timeout`` seconds (default: the proxy's), ``ServiceUnavailable`` when the
-        proxy is closed.
+        proxy is closed. Retries (``retries``, or the proxy's) apply only to calls declared
+        ``idempotent``, as with ``ClientProxy``.
         """
         if self._closed:
             raise ServiceUnavailable("this SyncClientProxy is closed")
-        if timeout is None:
-            timeout = self.timeout
-        elif not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        timeout = call_timeout(timeout, self.timeout)
+        attempts = retry_attempts(retries, idempotent, self.retries)
+        route = encode_pattern(pattern)
+        body = codec.encode(data)
+        if len(body) + len(route) > self.max_message_size:
+            check_size(route, body, self.max_message_size)
+        attempt = 0
+        while True:
+            try:
+                return self._request(route, body, timeout)
+            except RETRYABLE as exc:
+                if attempt >= attempts or self._closed:
+                    raise
+                attempt += 1
+                self.retried += 1
+                log.info("retrying %r after %s (attempt %d/%d)", pattern_repr(route), type(exc).__name__,
+                         attempt, attempts)
+                time.sleep(retry_delay(attempt, self.retry_backoff))
+
+    def _request(self, route: bytes, body: bytes, timeout: float) -> Any:
         try:
             state: _ThreadState = self._local.state
         except AttributeError:
             state = self._open_thread_state()
-        route = encode_pattern(pattern)
-        body = codec.encode(data)
-        if len(body) + len(route) > self.max_message_size:
-            raise codec.too_large(route, body, self.max_message_size)
         cid = state.next_id = (state.next_id + 1) & _MAX_ID or 1
+        ttl_ms = request_ttl_ms(timeout)
         # The request's time budget (ms, rounded up) is also how long this thread's socket waits.
-        wait_ms = int(timeout * 1000) + 1
-        ttl_ms = wait_ms if wait_ms < _MAX_TTL_MS else 0
-        if wait_ms > _MAX_WAIT_MS:
-            wait_ms = _MAX_WAIT_MS
+        wait_ms = min(int(timeout * 1000) + 1, _MAX_WAIT_MS)
         dealer = state.dealer
         started = time.monotonic()
         if len(body) < EXTERNAL_BODY_THRESHOLD:
@@ -147,16 +183,14 @@ class SyncClientProxy:
         route = encode_pattern(pattern)
         body = codec.encode(data)
         if len(body) + len(route) > self.max_message_size:
-            raise codec.too_large(route, body, self.max_message_size)
+            check_size(route, body, self.max_message_size)
         with self._lock:
             publisher = self._publisher
             if self._closed or publisher is None:
                 raise ServiceUnavailable("this SyncClientProxy is closed")
-            # As ClientProxy does: (sequence, emitter id) in the id and ttl fields let a service
-            # count events lost in transit; numbered under the lock, so in publishing order.
-            self._event_seq += 1
+            # Numbered under the lock, so in publishing order.
             batch = BatchBuilder()
-            batch.add(KIND_EVENT, 0, self._event_seq, self._emitter_id, route, body)
+            self._stamper.stamp(batch, route, body)
             if not publisher.send(batch.take(), self.emit_timeout):
                 raise ServiceUnavailable(
                     f"event {pattern_repr(route)!r} was not accepted within {self.emit_timeout:g} s "
@@ -172,18 +206,18 @@ class SyncClientProxy:
         if self._closed:
             raise ServiceUnavailable("this SyncClientProxy is closed")
         batch = BatchBuilder()
-        batch.add(KIND_REQUEST, 0, 1, int(self.connect_timeout * 1000) + 1, _HELLO, codec.encode(None))
+        batch.add(KIND_REQUEST, 0, 1, request_ttl_ms(self.connect_timeout), HELLO_ROUTE, codec.encode(None))
         answers = ask_each(self.endpoints, batch.take(), self.connect_timeout, heartbeat=self.heartbeat,
                            security=self.security)
-        hellos: list[dict[str, Any]] = []
+        hellos: list[Hello] = []
         for endpoint, frames in zip(self.endpoints, answers, strict=True):
             if frames is None:
-                raise ServiceUnavailable(
-                    f"no zmsg service answered at {endpoint} within {self.connect_timeout:g} s"
-                )
+                raise no_answer(endpoint, self.connect_timeout)
             hellos.append(_hello_answer(endpoint, frames))
-        self.service_name = hellos[0].get("service")
-        return hellos
+        self.service_name = check_one_service(hellos)
+        for hello in hellos:
+            self.max_message_size = hello.limit(self.max_message_size)
+        return [hello.info for hello in hellos]
 
     def connect(self) -> None:
         """Do the handshake, open the event socket and wait for every service's subscription.
@@ -200,7 +234,8 @@ class SyncClientProxy:
             pairs = zip(self.endpoints, hellos, strict=True)
             event_endpoints = sorted({events_connect_endpoint(ep, info["events"]) for ep, info in pairs})
             if self._publisher is None:
-                self._publisher = BlockingPublisher(event_endpoints, heartbeat=self.heartbeat, security=self.security)
+                self._publisher = BlockingPublisher(event_endpoints, hwm=self.event_hwm, heartbeat=self.heartbeat,
+                                                    security=self.security)
             if not self._publisher.wait_subscribers(len(event_endpoints), self.connect_timeout):
                 missing = len(event_endpoints) - self._publisher.subscribers
                 raise ServiceUnavailable(
@@ -262,52 +297,30 @@ class SyncClientProxy:
             if frame is None:
                 self.timeouts += 1
                 raise RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s")
-            try:
-                records = parse_frames((frame,), 0)
-            except FrameError:
+            records, fault = read_replies((frame,))
+            if fault is not None:
                 # Large bodies travel as extra frames: only now is it worth asking for them.
-                records = self._parse_whole(dealer, frame, cid, route)
+                records, fault = read_replies([frame, *dealer.recv_rest()])
             for kind, _flags, reply_id, _ttl, _pattern, body in records:
-                if reply_id != cid:
-                    self.late_replies += 1  # the reply to a request that already timed out
-                    continue
-                if kind == KIND_REPLY:
-                    try:
-                        return codec.decode(body)
-                    except PayloadError as exc:
-                        raise ProtocolError(f"undecodable reply: {exc}") from None
-                if kind == KIND_ERROR:
-                    raise codec.rpc_exception(body)
-                raise ProtocolError(f"unexpected record kind {kind} in reply to request {cid}")
+                if reply_id == cid:
+                    return reply_value(kind, cid, body)
+                self.late_replies += 1  # the reply to a request that already timed out
+            if fault is not None and fault.correlation_id == cid:
+                raise malformed_reply(fault)
             remaining = started + timeout - time.monotonic()
             if remaining <= 0:
                 self.timeouts += 1
                 raise RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s")
             frame = dealer.recv_first(remaining)
 
-    @staticmethod
-    def _parse_whole(dealer: BlockingDealer, first: bytes, cid: int, route: bytes) -> list[Any]:
-        frames = [first, *dealer.recv_rest()]
-        try:
-            return parse_frames(frames, 0)
-        except FrameError as exc:
-            if exc.correlation_id == cid and not any(r[2] == cid for r in exc.records):
-                raise ProtocolError(f"malformed reply to {pattern_repr(route)!r}: {exc}") from None
-            return exc.records  # what parsed before the fault; a malformed rest is dropped
 
-
-def _hello_answer(endpoint: str, frames: list[bytes]) -> dict[str, Any]:
+def _hello_answer(endpoint: str, frames: list[bytes]) -> Hello:
     """The service's self-description from its handshake reply, or ProtocolError."""
-    try:
-        records = parse_frames(frames, 0)
-    except FrameError:
-        records = []
-    for kind, _f, _cid, _ttl, _p, body in records:
+    records, _fault = read_replies(frames)
+    for kind, _f, cid, _ttl, _p, body in records:
         if kind == KIND_REPLY:
             try:
-                info = codec.decode(body)
-            except PayloadError:
+                return read_hello(endpoint, reply_value(kind, cid, body))
+            except ProtocolError:
                 break
-            if isinstance(info, dict) and isinstance(info.get("events"), str):
-                return info
     raise ProtocolError(f"{endpoint} did not answer the zmsg handshake")

@@ -128,7 +128,7 @@ def test_late_arrivals_inside_a_gap_are_no_longer_counted_missed() -> None:
     for seq in (3, 9, 5):  # still buffered on the old connection, handled now
         service._dispatch_event(b"e", b"\x01", seq, 7)
     assert service.stats.events_missed == 4 and service.event_gaps == {7: 4}
-    assert service._gap_ranges[7] == [[4, 4], [6, 8]]
+    assert service._gaps.gaps[7] == [[4, 4], [6, 8]]
     service._dispatch_event(b"e", b"\x01", 2, 7)  # not in a gap: out of order, not "found"
     assert service.stats.events_missed == 4
 

@@ -35,7 +35,9 @@ from zmsg import __version__ as _zmsg_version
 from zmsg import codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
+from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import FrameError, RpcException, ZmsgError
+from zmsg.event_sequence import IN_ORDER, EventGaps
 from zmsg.protocol import (
     BROADCAST_TOPIC,
     FLAG_BROADCAST_ONLY,
@@ -70,11 +72,8 @@ from zmsg.service.handlers import (
 from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
 from zmsg.transport.security import CurveServer
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, DEFAULT_HWM
 
 __all__ = ["Service", "ServiceStats"]
-
-_MAX_GAP_RANGES = 1024  # per emitter: late arrivals older than this many gaps stay counted as missed
 
 log = logging.getLogger("zmsg.service")
 
@@ -142,10 +141,7 @@ class Service:
         self._received_at = 0.0
         self._peer_log = RateLimitedLog(log)
         self._waiting: deque[tuple[bytes, int, Handler, Any, Context | None, float | None]] = deque()
-        self._emitters: dict[int, int] = {}
-        self._gap_ranges: dict[int, list[list[int]]] = {}
-        self.event_gaps: dict[int, int] = {}
-        """Events missed per emitter id, from gaps in their sequence numbers."""
+        self._gaps = EventGaps()
         self.name = name
         self.version = version
         self.max_message_size = max_message_size
@@ -600,53 +596,27 @@ class Service:
     @property
     def event_sequences(self) -> dict[int, int]:
         """The last event sequence seen per emitter id (persist it to detect loss across restarts)."""
-        return dict(self._emitters)
+        return dict(self._gaps.last)
+
+    @property
+    def event_gaps(self) -> dict[int, int]:
+        """Events missed per emitter id, from gaps in their sequence numbers."""
+        return self._gaps.missed_by_emitter
 
     def restore_event_sequences(self, sequences: dict[int, int]) -> None:
         """Seed the per-emitter sequence tracker, e.g. from what a previous process persisted."""
-        for emitter, seq in sequences.items():
-            if seq > self._emitters.get(emitter, 0):
-                self._emitters[emitter] = seq
+        self._gaps.restore(sequences)
 
     def _track_sequence(self, emitter: int, seq: int) -> None:
-        """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent.
-
-        After a reconnection, events still buffered on the old connection can arrive after newer
-        ones on the new connection. A gap is therefore remembered as a range, and an event that
-        later falls inside it is a late arrival: it is handled and no longer counted as missed.
-        """
-        last = self._emitters.get(emitter)
-        if last is None or seq == last + 1:
-            self._emitters[emitter] = seq
-        elif seq > last + 1:
-            missed = seq - last - 1
-            self.stats.events_missed += missed
-            self.event_gaps[emitter] = self.event_gaps.get(emitter, 0) + missed
-            gaps = self._gap_ranges.setdefault(emitter, [])
-            gaps.append([last + 1, seq - 1])
-            if len(gaps) > _MAX_GAP_RANGES:
-                del gaps[0]
-            self._emitters[emitter] = seq
+        """Count events missed from one emitter: PUB/SUB is at-most-once, loss must not be silent."""
+        seen = self._gaps.observe(emitter, seq)
+        if seen is IN_ORDER:
+            return
+        self.stats.events_missed = self._gaps.missed
+        self.stats.events_out_of_order = self._gaps.out_of_order
+        if seen.missed:
             self._peer_log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
-                                   self.name, missed, emitter, last, seq)
-        else:
-            self.stats.events_out_of_order += 1
-            for index, gap in enumerate(self._gap_ranges.get(emitter, ())):
-                low, high = gap
-                if low <= seq <= high:
-                    self.stats.events_missed -= 1
-                    self.event_gaps[emitter] -= 1
-                    gaps = self._gap_ranges[emitter]
-                    if low == high:
-                        del gaps[index]
-                    elif seq == low:
-                        gap[0] = seq + 1
-                    elif seq == high:
-                        gap[1] = seq - 1
-                    else:
-                        gap[1] = seq - 1
-                        gaps.insert(index + 1, [seq + 1, high])
-                    break
+                                   self.name, seen.missed, emitter, seen.previous, seq)
 
     def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler) -> None:
         self._tasks.discard(task)

@@ -16,8 +16,14 @@ from typing import Any
 
 import zmq
 
+from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import ServiceUnavailable
-from zmsg.transport.sockets import DEFAULT_HEARTBEAT, Security, connect_dealer, connect_publisher
+from zmsg.transport.sockets import (
+    Security,
+    connect_dealer,
+    connect_publisher,
+    subscription_change,
+)
 
 __all__ = ["BlockingDealer", "BlockingPublisher", "ask_each"]
 
@@ -105,9 +111,9 @@ class BlockingPublisher:
 
     __slots__ = ("sock", "subscribers")
 
-    def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
+    def __init__(self, endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat: float | None = DEFAULT_HEARTBEAT,
                  security: Security | None = None) -> None:
-        self.sock: zmq.Socket[Any] = connect_publisher(endpoints, heartbeat=heartbeat, security=security)
+        self.sock: zmq.Socket[Any] = connect_publisher(endpoints, hwm=hwm, heartbeat=heartbeat, security=security)
         self.subscribers = 0
 
     def wait_subscribers(self, expected: int, timeout: float) -> bool:
@@ -130,10 +136,7 @@ class BlockingPublisher:
                     msg = sock.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                if msg[:1] == b"\x01":
-                    self.subscribers += 1
-                elif msg[:1] == b"\x00":
-                    self.subscribers -= 1
+                self.subscribers += subscription_change(msg)
             remaining = deadline - time.monotonic()
             if remaining <= 0 and self.subscribers < expected:
                 return False

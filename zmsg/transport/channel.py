@@ -20,7 +20,7 @@ from typing import Any
 
 import zmq
 
-from zmsg.errors import ServiceUnavailable
+from zmsg.errors import ChannelClosed
 
 __all__ = ["Channel", "ChannelClosed", "MAX_MESSAGES_PER_WAKEUP"]
 
@@ -39,10 +39,6 @@ _EVENTS = int(zmq.EVENTS)
 
 def _events(sock: zmq.Socket[Any]) -> int:
     return sock.getsockopt(_EVENTS)  # type: ignore[return-value]  # ZMQ_EVENTS is an int option
-
-
-class ChannelClosed(ServiceUnavailable):
-    """The channel was closed; nothing more can be sent on it."""
 
 
 class Channel:

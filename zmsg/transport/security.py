@@ -25,7 +25,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from zmsg.errors import ZmsgError
+from zmsg.errors import SecurityError
 
 __all__ = [
     "KeyPair",
@@ -37,10 +37,6 @@ __all__ = [
     "load_keypair",
     "load_public_key",
 ]
-
-
-class SecurityError(ZmsgError, ValueError):
-    """Keys are missing, malformed or unreadable, or CURVE is unavailable in this libzmq."""
 
 
 @dataclass(frozen=True)

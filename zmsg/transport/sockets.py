@@ -9,11 +9,12 @@ as EAGAIN (backpressure) instead of silently discarding events.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Protocol
 
 import zmq
 
+from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
+from zmsg.endpoints import connectable, events_bind_endpoint, events_connect_endpoint, validate_endpoint
 from zmsg.errors import EndpointError
 
 __all__ = [
@@ -26,12 +27,9 @@ __all__ = [
     "events_bind_endpoint",
     "events_connect_endpoint",
     "connectable",
+    "subscription_change",
 ]
 
-_TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)$")
-DEFAULT_HWM = 100_000
-DEFAULT_HEARTBEAT = 1.0
-"""Seconds between ZMTP heartbeats; a peer silent for 3 intervals is dropped as dead."""
 
 
 class Security(Protocol):
@@ -55,25 +53,6 @@ def context() -> zmq.Context[Any]:
     return zmq.Context.instance()
 
 
-def validate_endpoint(endpoint: str) -> str:
-    """Return ``endpoint`` if it is a usable ZeroMQ address, else raise EndpointError."""
-    if not isinstance(endpoint, str):
-        raise EndpointError(f"endpoint must be a string like 'tcp://127.0.0.1:5555', not {endpoint!r}")
-    if endpoint.startswith("tcp://"):
-        match = _TCP.match(endpoint)
-        if not match:
-            raise EndpointError(f"malformed endpoint {endpoint!r}: expected 'tcp://HOST:PORT'")
-        port = match["port"]
-        if port != "*" and not 0 <= int(port) <= 65535:
-            raise EndpointError(f"malformed endpoint {endpoint!r}: port must be 0..65535")
-        return endpoint
-    if endpoint.startswith(("ipc://", "inproc://")) and len(endpoint.split("://", 1)[1]) > 0:
-        return endpoint
-    raise EndpointError(
-        f"malformed endpoint {endpoint!r}: expected 'tcp://HOST:PORT', 'ipc://PATH' or 'inproc://NAME'"
-    )
-
-
 def _bind(sock: zmq.Socket[Any], endpoint: str) -> str:
     validate_endpoint(endpoint)
     try:
@@ -84,15 +63,6 @@ def _bind(sock: zmq.Socket[Any], endpoint: str) -> str:
             raise EndpointError(f"cannot bind {endpoint}: address already in use") from None
         raise EndpointError(f"cannot bind {endpoint}: {exc.strerror}") from None
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-
-def connectable(bound: str) -> str:
-    """The address a local client should use for a bound endpoint (wildcards become loopback)."""
-    if bound.startswith("tcp://0.0.0.0:"):
-        return "tcp://127.0.0.1:" + bound.rsplit(":", 1)[1]
-    if bound.startswith("tcp://[::]:"):
-        return "tcp://[::1]:" + bound.rsplit(":", 1)[1]
-    return bound
 
 
 def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
@@ -183,21 +153,7 @@ def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat
     return sock
 
 
-def events_bind_endpoint(request_endpoint: str) -> str:
-    """Where a service binds its event socket when not told: beside its request socket."""
-    if request_endpoint.startswith("tcp://"):
-        return request_endpoint.rsplit(":", 1)[0] + ":0"
-    return request_endpoint + ".events"
-
-
-def events_connect_endpoint(request_endpoint: str, advertised: str) -> str:
-    """Where a client reaches the event socket a service advertised.
-
-    For TCP the service only knows the port it bound; the host is the one the client already
-    reaches the service by.
-    """
-    if request_endpoint.startswith("tcp://") and advertised.startswith("tcp://"):
-        return request_endpoint.rsplit(":", 1)[0] + ":" + advertised.rsplit(":", 1)[1]
-    return advertised
-
-
+def subscription_change(message: bytes) -> int:
+    """+1 for an XPUB subscription message (first byte 1), -1 for an unsubscription (0)."""
+    first = message[:1]
+    return 1 if first == b"\x01" else -1 if first == b"\x00" else 0

@@ -1,0 +1,166 @@
+"""The sans-io client core, driven with plain values and bytes: no socket, no loop, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from zmsg import codec
+from zmsg.client_core import (
+    EventStamper,
+    Hello,
+    LinkEvent,
+    PeerLink,
+    PeerState,
+    call_timeout,
+    check_one_service,
+    check_size,
+    client_options,
+    pick_peer,
+    read_hello,
+    read_replies,
+    reply_value,
+    request_ttl_ms,
+    retry_attempts,
+    retry_delay,
+)
+from zmsg.errors import AuthenticationFailed, MessageTooLarge, ProtocolError, RpcException, ServiceUnavailable
+from zmsg.protocol import KIND_ERROR, KIND_EVENT, KIND_REPLY, KIND_REQUEST, BatchBuilder, parse_frames
+
+
+def _batch(*records: tuple[int, int, bytes]) -> list[bytes]:
+    batch = BatchBuilder()
+    for kind, cid, body in records:
+        batch.add(kind, 0, cid, 0, b"", body)
+    return batch.take()
+
+
+def test_reply_and_error_records_become_a_value_or_the_exception() -> None:
+    records, fault = read_replies(_batch((KIND_REPLY, 1, codec.encode({"a": 1})),
+                                         (KIND_ERROR, 2, codec.encode({"status": 404, "message": "no"}))))
+    assert fault is None
+    kind, _flags, cid, _ttl, _pattern, body = records[0]
+    assert reply_value(kind, cid, body) == {"a": 1}
+    with pytest.raises(RpcException) as err:
+        reply_value(KIND_ERROR, 2, records[1][5])
+    assert err.value.error == {"status": 404, "message": "no"}
+
+
+def test_undecodable_and_unexpected_records_are_protocol_errors() -> None:
+    with pytest.raises(ProtocolError, match="undecodable reply"):
+        reply_value(KIND_REPLY, 1, b"\xc1")
+    with pytest.raises(ProtocolError, match="unexpected record kind 1"):
+        reply_value(KIND_REQUEST, 1, b"")
+    # an error object that is not even decodable is still one RpcException to catch
+    with pytest.raises(RpcException) as err:
+        reply_value(KIND_ERROR, 1, b"\xc1")
+    assert err.value.status == 502
+
+
+def test_a_malformed_message_keeps_the_records_before_the_fault_and_names_the_broken_request() -> None:
+    frames = _batch((KIND_REPLY, 1, codec.encode(1)), (KIND_REPLY, 2, codec.encode(2)))
+    whole = frames[0]
+    cut = whole[: len(whole) - 1]  # the second record's body is one byte short
+    records, fault = read_replies([cut])
+    assert [r[2] for r in records] == [1]
+    assert fault is not None and fault.correlation_id == 2
+
+
+def test_request_ttl_rounds_up_and_never_overflows_the_header() -> None:
+    assert request_ttl_ms(0.0001) == 1
+    assert request_ttl_ms(2.5) == 2501
+    assert request_ttl_ms(5e6) == 0  # "no deadline" rather than a wrong one
+    batch = BatchBuilder()
+    batch.add(KIND_REQUEST, 0, 1, request_ttl_ms(1e12), b"p", b"")
+    assert parse_frames(batch.take(), 0)[0][3] == 0
+
+
+def test_call_options() -> None:
+    assert call_timeout(None, 3.0) == 3.0 and call_timeout(1, 3.0) == 1.0
+    with pytest.raises(ValueError, match="positive"):
+        call_timeout(0, 3.0)
+    assert retry_attempts(None, False, 5) == 0  # never retried unless idempotent
+    assert retry_attempts(None, True, 5) == 5 and retry_attempts(2, True, 5) == 2
+    with pytest.raises(ValueError, match="idempotent"):
+        retry_attempts(3, False, 0)
+    assert retry_delay(1, 0.1, rand=1.0) == pytest.approx(0.2)
+    assert retry_delay(30, 0.1, rand=1.0) == 2.0  # capped
+    assert retry_delay(3, 0.1, rand=0.0) == 0.0  # full jitter reaches zero
+
+
+def test_options_are_validated_with_the_name_in_the_message() -> None:
+    assert client_options("P").timeout == 10.0
+    with pytest.raises(ValueError, match=r"P: invalid flush_at=0"):
+        client_options("P", flush_at=0)
+    with pytest.raises(ValueError, match="timeout"):
+        client_options("P", timeout="soon")
+
+
+def test_size_limit() -> None:
+    check_size(b"p", b"x" * 9, 10)
+    with pytest.raises(MessageTooLarge, match="max_message_size=10"):
+        check_size(b"p", b"x" * 10, 10)
+
+
+def test_hello_is_read_checked_and_lowers_the_size_limit() -> None:
+    hello = read_hello("tcp://h:1", {"service": "math", "events": "tcp://0.0.0.0:9", "max_message_size": 1000})
+    assert (hello.service, hello.events) == ("math", "tcp://0.0.0.0:9")
+    assert hello.limit(64 * 1024 * 1024) == 1000 and hello.limit(10) == 10
+    with pytest.raises(ProtocolError, match="did not answer the zmsg handshake"):
+        read_hello("tcp://h:1", {"service": "math"})
+    with pytest.raises(ProtocolError):
+        read_hello("tcp://h:1", [1, 2])
+    assert read_hello("e", {"events": "x", "max_message_size": True}).max_message_size is None
+
+
+def test_one_proxy_is_one_service() -> None:
+    a = Hello("tcp://a:1", "math", "x", None, {})
+    b = Hello("tcp://b:1", "math", "x", None, {})
+    c = Hello("tcp://c:1", "users", "x", None, {})
+    assert check_one_service([a, b]) == "math"
+    with pytest.raises(ProtocolError, match="tcp://c:1 is 'users'"):
+        check_one_service([a, c])
+
+
+def test_events_are_numbered_per_emitter_in_the_id_and_ttl_fields() -> None:
+    stamper = EventStamper(emitter_id=0xABC)
+    batch = BatchBuilder()
+    for _ in range(3):
+        stamper.stamp(batch, b"e", b"\x01")
+    records = parse_frames(batch.take(), 0)
+    assert [(r[0], r[2], r[3]) for r in records] == [(KIND_EVENT, s, 0xABC) for s in (1, 2, 3)]
+    assert 0 < EventStamper().emitter_id < 2**32
+
+
+def test_peer_states_and_what_each_transition_fails() -> None:
+    link = PeerLink("tcp://a:1")
+    assert link.state is PeerState.CONNECTING and link.hello_stale
+    assert link.on_event(LinkEvent.CONNECT_FAILED) is None
+    assert link.state is PeerState.DOWN
+    assert link.on_event(LinkEvent.CONNECTED) is None and link.state is PeerState.UP
+    link.hello_stale = False
+    lost = link.on_event(LinkEvent.DISCONNECTED)
+    assert isinstance(lost, ServiceUnavailable) and link.state is PeerState.DOWN and link.hello_stale
+    assert link.disconnects == 1
+    link.on_event(LinkEvent.DISCONNECTED)  # ZeroMQ may report the same loss twice
+    assert link.disconnects == 1
+    refused = link.on_event(LinkEvent.AUTH_FAILED)
+    assert isinstance(refused, AuthenticationFailed) and link.failure is refused and link.state is PeerState.REFUSED
+    link.on_event(LinkEvent.CONNECTED)
+    assert link.failure is None
+
+
+def test_requests_go_to_connected_peers_then_to_unknown_ones_then_anywhere() -> None:
+    links = [PeerLink(f"tcp://h:{i}") for i in range(3)]
+    picks = []
+    last = 0
+    for _ in range(3):
+        last = pick_peer(links, last)
+        picks.append(last)
+    assert sorted(picks) == [0, 1, 2]  # all unknown: plain round-robin
+    links[0].on_event(LinkEvent.CONNECTED)
+    links[1].on_event(LinkEvent.CONNECT_FAILED)
+    assert {pick_peer(links, i) for i in range(3)} == {0}
+    links[0].on_event(LinkEvent.DISCONNECTED)
+    assert {pick_peer(links, i) for i in range(3)} == {2}  # the one not known to be down
+    links[2].on_event(LinkEvent.CONNECT_FAILED)
+    assert pick_peer(links, 0) == 1  # every one down: round-robin, ZeroMQ queues until one is back

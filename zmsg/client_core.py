@@ -1,0 +1,372 @@
+"""Sans-io client core: every rule ``ClientProxy`` and ``SyncClientProxy`` share, in one place.
+
+Theory of operation: a client is a *driver* (the asyncio one pipelines batches on the event
+loop, the blocking one waits on its own socket) around the rules here, which never touch a
+socket, an event loop or a clock. They are:
+
+- the options every client takes, declared once (``ClientOptions``: type, default, constraint),
+  which ``zmsg.config.ClientSettings`` extends for ``zmsg.toml`` and ``ZMSG_*`` variables;
+- what one call may ask (``call_timeout``, ``retry_attempts``, ``retry_delay``), the request
+  ttl carried on the wire (``request_ttl_ms``) and the size limit (``check_size``);
+- reading a reply message (``read_replies``) and one reply or error record into a value or the
+  exception it stands for (``reply_value``);
+- the ``$zmsg.hello`` handshake: the request, reading and checking the answer (``read_hello``,
+  ``check_one_service``), and what it changes (the service's own size limit);
+- stamping events with the emitter's id and sequence (``EventStamper``);
+- a peer's connection state (``PeerLink``: named states, the error a transition implies) and
+  which peer takes the next request (``pick_peer``).
+
+Unit tests drive all of it with plain values and bytes (tests/unit/test_client_core.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+
+from zmsg import codec
+from zmsg.defaults import (
+    DEFAULT_FLUSH_AT,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_HWM,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_TIMEOUT,
+)
+from zmsg.endpoints import validate_endpoint
+from zmsg.errors import (
+    AuthenticationFailed,
+    FrameError,
+    ProtocolError,
+    RequestTimeout,
+    ServiceUnavailable,
+    ZmsgError,
+)
+from zmsg.protocol import HELLO_PATTERN, KIND_ERROR, KIND_EVENT, KIND_REPLY, BatchBuilder, parse_frames
+
+__all__ = [
+    "ClientOptions",
+    "DEFAULTS",
+    "SYNC_CLIENT_OPTIONS",
+    "client_options",
+    "resolve_endpoints",
+    "call_timeout",
+    "retry_attempts",
+    "retry_delay",
+    "RETRYABLE",
+    "request_ttl_ms",
+    "check_size",
+    "read_replies",
+    "reply_value",
+    "HELLO_ROUTE",
+    "Hello",
+    "read_hello",
+    "no_answer",
+    "check_one_service",
+    "EventStamper",
+    "PeerState",
+    "LinkEvent",
+    "PeerLink",
+    "pick_peer",
+]
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ClientOptions(msgspec.Struct, kw_only=True, frozen=True):
+    """Every option a client takes, with its default and its constraint: the one declaration.
+
+    ``ClientProxy`` takes all of them, ``SyncClientProxy`` those in ``SYNC_CLIENT_OPTIONS``;
+    ``zmsg.config.ClientSettings`` extends this class, so the file and environment accept
+    exactly the same names, values and defaults.
+    """
+
+    timeout: PositiveFloat = DEFAULT_TIMEOUT
+    """Default seconds a request waits for its reply."""
+    connect_timeout: PositiveFloat | None = None
+    """Seconds for the handshake (None: ``timeout``)."""
+    emit_timeout: PositiveFloat | None = None
+    """Longest an ``emit`` waits for backpressure or a missing subscriber (None: ``timeout``)."""
+    retries: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Retries of calls declared ``idempotent=True`` (never of any other call)."""
+    retry_backoff: Annotated[float, msgspec.Meta(ge=0)] = 0.05
+    """Base of the exponential backoff between retries (full jitter), seconds."""
+    max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT
+    """Requests outstanding before callers wait for a slot (ClientProxy)."""
+    max_message_size: PositiveInt = DEFAULT_MAX_MESSAGE_SIZE
+    """Larger payloads raise MessageTooLarge before anything is sent (lowered to the service's)."""
+    heartbeat: PositiveFloat | None = DEFAULT_HEARTBEAT
+    """ZMTP heartbeat interval in seconds; a peer silent for three is dropped (None: off)."""
+    event_hwm: PositiveInt = DEFAULT_HWM
+    """Event messages queued per subscriber before ``emit`` waits."""
+    flush_at: PositiveInt = DEFAULT_FLUSH_AT
+    """Queued records that make a batch go at once (ClientProxy)."""
+
+    @property
+    def handshake_timeout(self) -> float:
+        return self.timeout if self.connect_timeout is None else self.connect_timeout
+
+    @property
+    def emit_wait(self) -> float:
+        return self.timeout if self.emit_timeout is None else self.emit_timeout
+
+
+DEFAULTS = ClientOptions()
+"""The default of every option (the proxies' signatures show these values)."""
+
+SYNC_CLIENT_OPTIONS = frozenset(ClientOptions.__struct_fields__) - {"max_in_flight", "flush_at"}
+"""What ``SyncClientProxy`` takes: one request per thread at a time needs no slots or batches."""
+
+
+def client_options(owner: str, **values: Any) -> ClientOptions:
+    """Validate ``values`` against the declarations; ``ValueError`` names the option."""
+    try:
+        return msgspec.convert(values, ClientOptions, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        where = text.rsplit("at `$.", 1)
+        name = where[1].rstrip("`") if len(where) == 2 else "option"
+        raise ValueError(f"{owner}: invalid {name}={values.get(name)!r}: {where[0].rstrip(' -')}") from None
+
+
+def resolve_endpoints(owner: str, endpoints: str | Sequence[str]) -> list[str]:
+    listed = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    valid = [validate_endpoint(e) for e in listed]
+    if not valid:
+        raise ValueError(f"{owner} needs at least one endpoint")
+    return valid
+
+
+# -- one call ----------------------------------------------------------------------------------
+
+RETRYABLE = (RequestTimeout, ServiceUnavailable)
+"""What a retry may follow: the request may not have run. A remote error is an answer."""
+
+_MAX_TTL_MS = 0xFFFFFFFF  # the header's u32; 0 on the wire means "no deadline"
+_MAX_RETRY_DELAY = 2.0
+
+
+def call_timeout(timeout: float | None, default: float) -> float:
+    if timeout is None:
+        return default
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def retry_attempts(retries: int | None, idempotent: bool, default: int) -> int:
+    """How often a call may be retried: only calls declared idempotent, since a retried
+    request may run twice at the service."""
+    if retries and not idempotent:
+        raise ValueError("retries need idempotent=True: a retried request may run twice at the service")
+    if retries is not None and retries < 0:
+        raise ValueError(f"retries must be >= 0, not {retries!r}")
+    if not idempotent:
+        return 0
+    return default if retries is None else retries
+
+
+def retry_delay(attempt: int, backoff: float, rand: float | None = None) -> float:
+    """Seconds before retry ``attempt`` (1-based): exponential backoff with full jitter."""
+    ceiling = min(backoff * 2.0 ** attempt, _MAX_RETRY_DELAY)
+    return (random.random() if rand is None else rand) * ceiling
+
+
+def request_ttl_ms(timeout: float) -> int:
+    """The caller's time budget for the header's ttl field: whole ms rounded up, 0 when it
+    does not fit (no deadline rather than a wrong one)."""
+    ttl_ms = int(timeout * 1000) + 1
+    return ttl_ms if ttl_ms < _MAX_TTL_MS else 0
+
+
+def check_size(route: bytes, body: bytes, limit: int) -> None:
+    if len(body) + len(route) > limit:
+        raise codec.too_large(route, body, limit)
+
+
+# -- replies -----------------------------------------------------------------------------------
+
+Record = tuple[int, int, int, int, bytes, Any]
+
+
+def read_replies(frames: Sequence[Any]) -> tuple[list[Record], FrameError | None]:
+    """The records of a reply message, and the fault that cut it short (None when whole).
+
+    Records before a fault are kept; ``fault.correlation_id`` names the broken record's request
+    when its header was readable, so that request fails with a ProtocolError instead of
+    waiting out its timeout.
+    """
+    try:
+        return parse_frames(frames, 0), None
+    except FrameError as exc:
+        return exc.records, exc
+
+
+def reply_value(kind: int, correlation_id: int, body: Any) -> Any:
+    """The value a reply record carries; raises what an error (or unexpected) record stands for."""
+    if kind == KIND_REPLY:
+        try:
+            return codec.decode(body)
+        except ZmsgError as exc:
+            raise ProtocolError(f"undecodable reply: {exc}") from None
+    if kind == KIND_ERROR:
+        raise codec.rpc_exception(body)
+    raise ProtocolError(f"unexpected record kind {kind} in reply to request {correlation_id}")
+
+
+def malformed_reply(fault: FrameError) -> ProtocolError:
+    return ProtocolError(f"malformed reply: {fault}")
+
+
+# -- the handshake -----------------------------------------------------------------------------
+
+HELLO_ROUTE = HELLO_PATTERN.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """What an endpoint says of itself in answer to ``$zmsg.hello`` (see docs/protocol.md)."""
+
+    endpoint: str
+    service: str | None
+    events: str
+    max_message_size: int | None
+    info: dict[str, Any]
+
+    def limit(self, current: int) -> int:
+        """The size limit to use from now on: the service's own when lower (fail fast here
+        rather than be disconnected there)."""
+        own = self.max_message_size
+        return own if own is not None and 0 < own < current else current
+
+
+def read_hello(endpoint: str, value: Any) -> Hello:
+    """Check a decoded hello answer; ``ProtocolError`` when it is not a zmsg service's."""
+    if not isinstance(value, dict) or not isinstance(value.get("events"), str):
+        raise ProtocolError(f"{endpoint} did not answer the zmsg handshake")
+    service = value.get("service")
+    limit = value.get("max_message_size")
+    return Hello(endpoint, service if isinstance(service, str) else None, value["events"],
+                 limit if isinstance(limit, int) and not isinstance(limit, bool) else None, value)
+
+
+def no_answer(endpoint: str, timeout: float, consequence: str = "") -> ServiceUnavailable:
+    return ServiceUnavailable(f"no zmsg service answered at {endpoint} within {timeout:g} s"
+                              + (f"; {consequence}" if consequence else ""))
+
+
+def check_one_service(hellos: Sequence[Hello]) -> str | None:
+    """The service's name; ``ProtocolError`` when the endpoints are different services (one
+    proxy is one service: its requests must be answerable by any of them)."""
+    names = {h.service for h in hellos if h.service is not None}
+    if len(names) > 1:
+        listed = ", ".join(f"{h.endpoint} is {h.service!r}" for h in hellos)
+        raise ProtocolError(f"one proxy is one service, but its endpoints answer as different services: {listed}")
+    return next(iter(names), None)
+
+
+# -- events ------------------------------------------------------------------------------------
+
+_MAX_EMITTER = 0xFFFFFFFF
+
+
+class EventStamper:
+    """Numbers one emitter's events: (sequence, emitter id) travel in the record's
+    correlation-id and ttl fields, so a service can count what it missed (event_sequence)."""
+
+    __slots__ = ("emitter_id", "sequence")
+
+    def __init__(self, emitter_id: int | None = None) -> None:
+        self.emitter_id = random.randrange(1, _MAX_EMITTER) if emitter_id is None else emitter_id
+        self.sequence = 0
+
+    def stamp(self, batch: BatchBuilder, route: bytes, body: bytes) -> None:
+        self.sequence += 1
+        batch.add(KIND_EVENT, 0, self.sequence, self.emitter_id, route, body)
+
+
+# -- peers -------------------------------------------------------------------------------------
+
+
+class PeerState(enum.Enum):
+    """Where one endpoint's connection stands, as its socket monitor reported it."""
+
+    CONNECTING = "connecting"
+    """Nothing confirmed or refused yet (a fresh proxy, or ZeroMQ still trying)."""
+    UP = "up"
+    """The handshake succeeded and nothing was lost since."""
+    DOWN = "down"
+    """Lost, or never reached (refused or unreachable); ZeroMQ keeps reconnecting."""
+    REFUSED = "refused"
+    """The security handshake failed: waiting will not help until it is fixed."""
+
+
+class LinkEvent(enum.Enum):
+    """Connection events, as the transport's monitor reports them (named, without zmq)."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CONNECT_FAILED = "connect-failed"
+    AUTH_FAILED = "auth-failed"
+    PROTOCOL_FAILED = "protocol-failed"
+
+
+class PeerLink:
+    """One endpoint's state machine: events in, the state and what to fail out."""
+
+    __slots__ = ("endpoint", "state", "failure", "hello_stale", "disconnects")
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.state = PeerState.CONNECTING
+        self.failure: ServiceUnavailable | None = None
+        """Raised at once by requests for this peer (refused credentials)."""
+        self.hello_stale = True
+        """Its event endpoint is unknown, or may have moved (it came back after a drop)."""
+        self.disconnects = 0
+
+    def on_event(self, event: LinkEvent) -> ServiceUnavailable | None:
+        """Apply ``event``; returns the error requests in flight on this peer must fail with
+        (their reply can no longer come), or None."""
+        if event is LinkEvent.CONNECTED:
+            self.state = PeerState.UP
+            self.failure = None
+            return None
+        if event is LinkEvent.DISCONNECTED:
+            if self.state is not PeerState.DOWN:
+                self.disconnects += 1
+            self.state = PeerState.DOWN
+            self.hello_stale = True
+            return ServiceUnavailable(f"connection to {self.endpoint} lost with the request in flight")
+        if event is LinkEvent.CONNECT_FAILED:
+            if self.state is PeerState.CONNECTING:
+                self.state = PeerState.DOWN  # never reached: route around it until it connects
+            return None
+        reason = ("refused this client's CURVE credentials" if event is LinkEvent.AUTH_FAILED
+                  else "failed the security handshake (is CURVE configured on both sides?)")
+        self.state = PeerState.REFUSED
+        self.failure = AuthenticationFailed(f"{self.endpoint} {reason}")
+        return self.failure
+
+
+def pick_peer(links: Sequence[PeerLink], last: int) -> int:
+    """The index of the peer for the next request, round-robin after ``last``: a connected one;
+    else one not known to be down; else the next (ZeroMQ queues for an endpoint until it
+    connects, and the request's timeout bounds the wait)."""
+    count = len(links)
+    fallback = -1
+    index = last
+    for _ in range(count):
+        index = (index + 1) % count
+        state = links[index].state
+        if state is PeerState.UP:
+            return index
+        if fallback < 0 and state is PeerState.CONNECTING:
+            fallback = index
+    return fallback if fallback >= 0 else (last + 1) % count

@@ -1,0 +1,60 @@
+"""Endpoint strings: validating them and deriving one from another (sans-io, no sockets).
+
+Kept below the transport so that configuration can check an endpoint without importing zmq.
+"""
+
+from __future__ import annotations
+
+import re
+
+from zmsg.errors import EndpointError
+
+__all__ = ["validate_endpoint", "connectable", "events_bind_endpoint", "events_connect_endpoint"]
+
+_TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)$")
+
+
+def validate_endpoint(endpoint: str) -> str:
+    """Return ``endpoint`` if it is a usable ZeroMQ address, else raise EndpointError."""
+    if not isinstance(endpoint, str):
+        raise EndpointError(f"endpoint must be a string like 'tcp://127.0.0.1:5555', not {endpoint!r}")
+    if endpoint.startswith("tcp://"):
+        match = _TCP.match(endpoint)
+        if not match:
+            raise EndpointError(f"malformed endpoint {endpoint!r}: expected 'tcp://HOST:PORT'")
+        port = match["port"]
+        if port != "*" and not 0 <= int(port) <= 65535:
+            raise EndpointError(f"malformed endpoint {endpoint!r}: port must be 0..65535")
+        return endpoint
+    if endpoint.startswith(("ipc://", "inproc://")) and len(endpoint.split("://", 1)[1]) > 0:
+        return endpoint
+    raise EndpointError(
+        f"malformed endpoint {endpoint!r}: expected 'tcp://HOST:PORT', 'ipc://PATH' or 'inproc://NAME'"
+    )
+
+
+def connectable(bound: str) -> str:
+    """The address a local client should use for a bound endpoint (wildcards become loopback)."""
+    if bound.startswith("tcp://0.0.0.0:"):
+        return "tcp://127.0.0.1:" + bound.rsplit(":", 1)[1]
+    if bound.startswith("tcp://[::]:"):
+        return "tcp://[::1]:" + bound.rsplit(":", 1)[1]
+    return bound
+
+
+def events_bind_endpoint(request_endpoint: str) -> str:
+    """Where a service binds its event socket when not told: beside its request socket."""
+    if request_endpoint.startswith("tcp://"):
+        return request_endpoint.rsplit(":", 1)[0] + ":0"
+    return request_endpoint + ".events"
+
+
+def events_connect_endpoint(request_endpoint: str, advertised: str) -> str:
+    """Where a client reaches the event socket a service advertised.
+
+    For TCP the service only knows the port it bound; the host is the one the client already
+    reaches the service by.
+    """
+    if request_endpoint.startswith("tcp://") and advertised.startswith("tcp://"):
+        return request_endpoint.rsplit(":", 1)[0] + ":" + advertised.rsplit(":", 1)[1]
+    return advertised
