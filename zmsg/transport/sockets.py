@@ -16,6 +16,7 @@ import zmq
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.endpoints import connectable, events_bind_endpoint, events_connect_endpoint, validate_endpoint
 from zmsg.errors import EndpointError
+from zmsg.protocol import read_subscription
 
 __all__ = [
     "context",
@@ -154,6 +155,10 @@ def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat
 
 
 def subscription_change(message: bytes) -> int:
-    """+1 for an XPUB subscription message (first byte 1), -1 for an unsubscription (0)."""
-    first = message[:1]
-    return 1 if first == b"\x01" else -1 if first == b"\x00" else 0
+    """+1 for a service subscribing (first byte 1), -1 for one leaving (0), counting only the
+    subscription every service makes once: to the broadcast topic, or to everything (older
+    services); an instance's own topic is tracked apart (``protocol.read_subscription``)."""
+    change = read_subscription(message)
+    if change is None or change[1] is not None:
+        return 0
+    return 1 if change[0] else -1
