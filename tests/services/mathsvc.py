@@ -73,3 +73,9 @@ def count_user(event: UserCreated) -> None:
 @service.message_pattern("events_seen")
 def events_seen(name: str) -> int:
     return events.get(name, 0)
+
+
+@service.event_pattern("config_changed", broadcast=True)
+def reload_config(version: int) -> None:
+    """Runs on every instance (a local cache to drop), where user_created runs on one."""
+    events["config_changed"] = events.get("config_changed", 0) + 1
