@@ -10,8 +10,7 @@ does not drag in zmq and asyncio; ``from zmsg import Service`` works as usual.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
+from importlib.metadata import PackageNotFoundError, version as _version
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -26,11 +25,15 @@ _EXPORTS = {
     "message_pattern": "zmsg.service",
     "event_pattern": "zmsg.service",
     "Context": "zmsg.service",
+    # running code the way `zmsg serve` does (uvloop, signals)
+    "run": "zmsg.runtime",
+    "ShutdownSignals": "zmsg.runtime",
     # calling
     "ClientProxy": "zmsg.client",
     "PendingRequest": "zmsg.client",
-    "DEFAULT_TIMEOUT": "zmsg.client",
     "SyncClientProxy": "zmsg.sync_client",
+    "ClientOptions": "zmsg.client_core",
+    "DEFAULT_TIMEOUT": "zmsg.defaults",
     # named clients and configuration
     "ClientRegistry": "zmsg.registry",
     "clients": "zmsg.registry",
@@ -45,7 +48,6 @@ _EXPORTS = {
     "write_keypair": "zmsg.transport.security",
     "load_keypair": "zmsg.transport.security",
     "load_public_key": "zmsg.transport.security",
-    "SecurityError": "zmsg.transport.security",
     # errors
     "ZmsgError": "zmsg.errors",
     "RpcException": "zmsg.errors",
@@ -55,73 +57,56 @@ _EXPORTS = {
     "MessageTooLarge": "zmsg.errors",
     "EndpointError": "zmsg.errors",
     "ProtocolError": "zmsg.errors",
+    "PayloadError": "zmsg.errors",
     "ConfigError": "zmsg.errors",
+    "SecurityError": "zmsg.errors",
+    "ServiceLoadError": "zmsg.errors",
 }
 
 __all__ = list(_EXPORTS)
 
-if TYPE_CHECKING:  # explicit "X as X" re-exports, so type checkers see the public API
-    from zmsg.client import (
-        DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
-    )
+if TYPE_CHECKING:  # explicit "X as X" re-exports, one import per module, so type checkers see the API
     from zmsg.client import (
         ClientProxy as ClientProxy,
-    )
-    from zmsg.client import (
         PendingRequest as PendingRequest,
+    )
+    from zmsg.client_core import (
+        ClientOptions as ClientOptions,
     )
     from zmsg.config import (
         ClientSettings as ClientSettings,
-    )
-    from zmsg.config import (
         ServeSettings as ServeSettings,
-    )
-    from zmsg.config import (
         load_config as load_config,
+    )
+    from zmsg.defaults import (
+        DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
     )
     from zmsg.errors import (
         AuthenticationFailed as AuthenticationFailed,
-    )
-    from zmsg.errors import (
         ConfigError as ConfigError,
-    )
-    from zmsg.errors import (
         EndpointError as EndpointError,
-    )
-    from zmsg.errors import (
         MessageTooLarge as MessageTooLarge,
-    )
-    from zmsg.errors import (
+        PayloadError as PayloadError,
         ProtocolError as ProtocolError,
-    )
-    from zmsg.errors import (
         RequestTimeout as RequestTimeout,
-    )
-    from zmsg.errors import (
         RpcException as RpcException,
-    )
-    from zmsg.errors import (
+        SecurityError as SecurityError,
+        ServiceLoadError as ServiceLoadError,
         ServiceUnavailable as ServiceUnavailable,
-    )
-    from zmsg.errors import (
         ZmsgError as ZmsgError,
     )
     from zmsg.registry import (
         ClientRegistry as ClientRegistry,
-    )
-    from zmsg.registry import (
         clients as clients,
+    )
+    from zmsg.runtime import (
+        ShutdownSignals as ShutdownSignals,
+        run as run,
     )
     from zmsg.service import (
         Context as Context,
-    )
-    from zmsg.service import (
         Service as Service,
-    )
-    from zmsg.service import (
         event_pattern as event_pattern,
-    )
-    from zmsg.service import (
         message_pattern as message_pattern,
     )
     from zmsg.sync_client import (
@@ -129,28 +114,14 @@ if TYPE_CHECKING:  # explicit "X as X" re-exports, so type checkers see the publ
     )
     from zmsg.transport.security import (
         CurveClient as CurveClient,
-    )
-    from zmsg.transport.security import (
         CurveServer as CurveServer,
-    )
-    from zmsg.transport.security import (
         KeyPair as KeyPair,
-    )
-    from zmsg.transport.security import (
-        SecurityError as SecurityError,
-    )
-    from zmsg.transport.security import (
         generate_keypair as generate_keypair,
-    )
-    from zmsg.transport.security import (
         load_keypair as load_keypair,
-    )
-    from zmsg.transport.security import (
         load_public_key as load_public_key,
-    )
-    from zmsg.transport.security import (
         write_keypair as write_keypair,
     )
+
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

@@ -16,9 +16,6 @@ from zmsg.transport.security import write_keypair
 
 __all__ = ["main", "load_service", "build_parser", "ExitCode"]
 
-EXIT_OK = ExitCode.OK
-EXIT_USAGE = ExitCode.USAGE
-
 
 class CliError(Exception):
     """A problem to report as one line, without a traceback."""

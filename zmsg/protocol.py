@@ -25,7 +25,6 @@ __all__ = [
     "KIND_STREAM_END",
     "KIND_CANCEL",
     "KIND_HEARTBEAT",
-    "KNOWN_KINDS",
     "KIND_NAMES",
     "RESERVED_PREFIX",
     "HELLO_PATTERN",
@@ -67,7 +66,6 @@ KIND_NAMES = {
     KIND_CANCEL: "cancel",
     KIND_HEARTBEAT: "heartbeat",
 }
-KNOWN_KINDS = frozenset(KIND_NAMES)
 
 # Patterns starting with this prefix are the service's own (handshake, health, info); user
 # handlers may not register them.

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zmsg._loop import run, uvloop_available
 from zmsg.config import ServeSettings
 from zmsg.errors import ConfigError, ServiceLoadError
+from zmsg.runtime import run, uvloop_available
 from zmsg.service import Service
 
 __all__ = ["ServiceLoadError", "load_service", "prepare_service", "configure_logging", "serve", "Ready",

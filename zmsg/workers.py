@@ -363,7 +363,7 @@ def supervise(settings: ServeSettings, on_ready: Callable[[Any], None] | None = 
 def _run_worker(spec: dict[str, Any]) -> None:
     import asyncio
 
-    from zmsg._loop import run
+    from zmsg.runtime import ShutdownSignals, run
     from zmsg.serving import configure_logging, prepare_service
 
     settings = msgspec.convert(spec["settings"], ServeSettings)
@@ -382,7 +382,7 @@ def _run_worker(spec: dict[str, Any]) -> None:
         os.close(ready_fd)
 
     async def main() -> None:
-        stop = asyncio.Event()
+        stop = ShutdownSignals()
         loop = asyncio.get_running_loop()
         buffer = bytearray()
 
@@ -395,9 +395,8 @@ def _run_worker(spec: dict[str, Any]) -> None:
                 chunk = b""
             if not chunk:  # the supervisor is gone: nobody will restart or drain us
                 loop.remove_reader(control_fd)
-                if not stop.is_set():
-                    logging.getLogger("zmsg.workers").warning("supervisor gone: draining")
-                    stop.set()
+                logging.getLogger("zmsg.workers").warning("supervisor gone: draining")
+                stop.stop()
                 return
             buffer.extend(chunk)
             while b"\n" in buffer:
@@ -412,7 +411,7 @@ def _run_worker(spec: dict[str, Any]) -> None:
         loop.add_reader(control_fd, on_control)
         try:
             await service.serve(spec["endpoint"], events_endpoint=settings.events_bind, on_ready=ready,
-                                grace=settings.grace, listen_fd=spec["listen_fd"], stop_event=stop)
+                                grace=settings.grace, listen_fd=spec["listen_fd"], signals=stop)
         finally:
             loop.remove_reader(control_fd)
 

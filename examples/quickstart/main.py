@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import zmsg
-from zmsg._loop import run
 
 HERE = Path(__file__).parent
 
@@ -75,7 +74,7 @@ async def main(endpoint: str) -> None:
 if __name__ == "__main__":
     service, endpoint = start_service()
     try:
-        run(main(endpoint))
+        zmsg.run(main(endpoint))
     finally:
         service.terminate()
         service.wait(10)

@@ -13,7 +13,6 @@ import signal
 import sys
 
 import zmsg
-from zmsg._loop import run
 
 
 async def main(result_path: str, endpoints: list[str]) -> None:
@@ -61,4 +60,4 @@ async def main(result_path: str, endpoints: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run(main(sys.argv[1], sys.argv[2:]))
+    zmsg.run(main(sys.argv[1], sys.argv[2:]))

@@ -54,10 +54,6 @@ def test_bench_options_select_workload_window_and_payload() -> None:
 
 
 def test_bench_blocking_client_w1() -> None:
-    from zmsg.bench.zclient import sync_client_class
-
-    if sync_client_class() is None:
-        pytest.skip("this zmsg has no SyncClientProxy")
     report = _bench("--workload", "W1", "--count", "200", "--client", "sync")
     entry = report["workloads"]["W1-sync"]
     assert entry["client"] == "SyncClientProxy"

@@ -9,8 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from zmsg.protocol import KIND_REQUEST, BatchBuilder, parse_frames
 

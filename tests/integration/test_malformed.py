@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 
@@ -103,10 +104,14 @@ async def test_faults_are_counted_and_loops_survive_in_process() -> None:
     endpoint = await service.start("tcp://127.0.0.1:0")
     ctx = zmq.asyncio.Context.instance()
     dealer = ctx.socket(zmq.DEALER)
-    pub = ctx.socket(zmq.PUB)
+    # An XPUB, not a PUB: it tells when the service's subscription has arrived, so no garbage is
+    # sent before anyone would receive it (a PUB drops silently until then).
+    pub = ctx.socket(zmq.XPUB)
     try:
         dealer.connect(endpoint)
         pub.connect(service.events_endpoint)
+        for _ in range(2):  # the broadcast topic and the instance's own
+            assert (await asyncio.wait_for(pub.recv(), 10))[:1] == b"\x01"
         for frames in _garbage():
             await dealer.send_multipart(frames)
         batch = BatchBuilder()
@@ -123,6 +128,11 @@ async def test_faults_are_counted_and_loops_survive_in_process() -> None:
                 await pub.send_multipart([topic, *frames] if index % 2 else [BROADCAST_TOPIC + frames[0], *frames[1:]])
             await client.emit("anything", 1)
             assert await client.send("ping") == "pong"
+        # The event socket is read on its own schedule: wait (bounded) for the garbage to be seen.
+        for _ in range(200):
+            if service.stats.malformed_messages > before:
+                break
+            await asyncio.sleep(0.02)
         assert service.stats.malformed_messages > before
         assert service._router is not None and service._router.callback_errors == 0
     finally:

@@ -8,8 +8,6 @@ registry, ``ZMSG_CLIENT_*``, ``ZMSG_CLIENTS_*`` and ``zmsg.toml``) fails here at
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -108,11 +106,3 @@ def test_each_option_is_validated_the_same_everywhere(name: str) -> None:
 def test_registering_an_unknown_option_names_it() -> None:
     with pytest.raises(TypeError, match="colour"):
         zmsg.ClientRegistry(Config(environ={})).register("X", EP, colour="blue")
-
-
-def test_configuration_imports_neither_zmq_nor_asyncio() -> None:
-    code = ("import sys, zmsg.config, zmsg.client_core, zmsg.event_sequence\n"
-            "loaded = [m for m in ('zmq', 'asyncio', 'zmsg.client', 'zmsg.transport') if m in sys.modules]\n"
-            "print(loaded)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from zmsg.event_sequence import IN_ORDER, MAX_GAP_RANGES, EventGaps
 

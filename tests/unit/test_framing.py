@@ -8,8 +8,7 @@ import struct
 from types import ModuleType
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from zmsg import _fastframe_py
 from zmsg._framing import IMPLEMENTATION

@@ -96,7 +96,8 @@ def test_drain_returns_everything_in_flight() -> None:
     assert len(table) == 0 and table.earliest_deadline == float("inf")
 
 
-@pytest.mark.parametrize("module", ["zmsg.protocol", "zmsg._framing", "zmsg.codec", "zmsg.errors"])
+@pytest.mark.parametrize("module", ["zmsg.protocol", "zmsg._framing", "zmsg.codec", "zmsg.errors", "zmsg.endpoints",
+                                    "zmsg.defaults", "zmsg.event_sequence", "zmsg.client_core", "zmsg.config"])
 def test_lower_layers_import_neither_zmq_nor_asyncio(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in ('zmq', 'asyncio') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

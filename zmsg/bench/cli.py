@@ -101,7 +101,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     bench.add_argument("--raw-endpoint", help="a running `python -m zmsg.bench.raw` server to compare against")
     bench.add_argument("--client", choices=["async", "sync", "both"], default=None,
                        help="which client measures W1: ClientProxy (async), SyncClientProxy (sync) or both "
-                            "(default: both when SyncClientProxy exists)")
+                            "(default: both)")
     bench.add_argument("--pin", choices=PIN_CHOICES, default="auto",
                        help="CPU placement of service and client: split (service on the last CPU, client on "
                             "the first), same (both on the first), none (the OS decides), auto (default: split "
@@ -123,14 +123,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from zmsg.bench.procs import BenchError
     from zmsg.bench.report import TerminalProgress, format_json, format_table
-    from zmsg.bench.runner import BenchOptions, run_bench, sync_client_available
+    from zmsg.bench.runner import BenchOptions, run_bench
 
     try:
         workloads = [k for group in (args.workload or [list(WORKLOADS)]) for k in group]
         opts = BenchOptions(
             workloads=list(dict.fromkeys(workloads)), count=args.count, duration=args.duration,
             in_flight=args.in_flight, payload_size=args.payload_size, endpoint=args.endpoint,
-            raw_endpoint=args.raw_endpoint, clients=_clients(args.client, sync_client_available()),
+            raw_endpoint=args.raw_endpoint, clients=_clients(args.client),
             pin=args.pin, repeat=args.repeat, workers=args.workers,
         )
         if args.plot and not args.sweep:
@@ -160,11 +160,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _clients(choice: str | None, sync_available: bool) -> list[str]:
-    from zmsg.bench.procs import BenchError
-
-    if choice in ("sync", "both") and not sync_available:
-        raise BenchError("--client sync needs zmsg.SyncClientProxy, which this zmsg does not have")
+def _clients(choice: str | None) -> list[str]:
     if choice is None:
-        return ["async", "sync"] if sync_available else ["async"]
+        return ["async", "sync"]
     return ["async", "sync"] if choice == "both" else [choice]

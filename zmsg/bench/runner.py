@@ -31,7 +31,7 @@ from zmsg.bench.procs import (
 )
 from zmsg.bench.workloads import DEFAULT_IN_FLIGHT, DEFAULT_PAYLOAD_SIZE, WORKLOADS, Job, Workload
 
-__all__ = ["BenchOptions", "run_bench", "machine_info", "sync_client_available", "servers", "SYNC_W1_TARGET"]
+__all__ = ["BenchOptions", "run_bench", "machine_info", "servers", "SYNC_W1_TARGET"]
 
 SYNC_W1_TARGET = 1.1
 _OPS = {"W1": "sum", "W2": "sum", "W3": "events", "W4": "echo"}
@@ -62,12 +62,6 @@ class Progress:
     def end(self, label: str, summary: str) -> None: ...
 
 
-def sync_client_available() -> bool:
-    from zmsg.bench.zclient import sync_client_class
-
-    return sync_client_class() is not None
-
-
 def machine_info() -> dict[str, Any]:
     """Where the numbers were measured."""
     import msgspec
@@ -75,7 +69,7 @@ def machine_info() -> dict[str, Any]:
 
     import zmsg
     from zmsg import _framing
-    from zmsg._loop import uvloop_available
+    from zmsg.runtime import uvloop_available
 
     cpu = "unknown"
     try:

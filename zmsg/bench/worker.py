@@ -34,7 +34,7 @@ def _client_info(impl: str) -> dict[str, Any]:
 
     info: dict[str, Any] = {"framing": _framing.IMPLEMENTATION if impl != "raw" else "raw"}
     if impl == "zmsg":
-        from zmsg._loop import uvloop_available
+        from zmsg.runtime import uvloop_available
 
         info["loop"] = "uvloop" if uvloop_available() else "asyncio"
     return info
@@ -57,8 +57,8 @@ def run(spec: dict[str, Any]) -> int:
 
                 result = zclient.run_sync_job(job, endpoint, _progress(index))
             else:
-                from zmsg._loop import run as run_loop
                 from zmsg.bench import zclient
+                from zmsg.runtime import run as run_loop
 
                 result = run_loop(zclient.run_job(job, endpoint, _progress(index)))
         except Exception as exc:  # reported to the orchestrator, which shows it per workload

@@ -26,7 +26,7 @@ from zmsg.bench.workloads import (
 )
 from zmsg.client import ClientProxy
 
-__all__ = ["run_job", "run_sync_job", "sync_client_class"]
+__all__ = ["run_job", "run_sync_job"]
 
 Progress = Callable[[int, int], None]
 _REPORT_EVERY_NS = 250_000_000
@@ -149,28 +149,14 @@ async def run_job(job: Job, endpoint: str, progress: Progress | None = None) -> 
         return result
 
 
-def sync_client_class() -> Any:
-    """``zmsg.SyncClientProxy`` (or ``zmsg.sync_client``'s, before it is exported), else None."""
-    import zmsg
-
-    found = getattr(zmsg, "SyncClientProxy", None)
-    if found is None:
-        try:
-            from zmsg.sync_client import SyncClientProxy as found
-        except ImportError:
-            return None
-    return found
-
-
 def run_sync_job(job: Job, endpoint: str, progress: Progress | None = None) -> dict[str, Any]:
     """W1 with the blocking client (``zmsg.SyncClientProxy``): sequential calls only."""
-    sync_client = sync_client_class()
-    if sync_client is None:
-        raise RuntimeError("this zmsg has no SyncClientProxy")
+    from zmsg import SyncClientProxy
+
     if job.op != "sum" or job.in_flight > 1:
         raise ValueError("the blocking client is measured on W1 (sequential) only")
     perf = time.perf_counter_ns
-    with sync_client(endpoint, timeout=60) as client:
+    with SyncClientProxy(endpoint, timeout=60) as client:
         send = client.send
         for _ in range(job.warmup):
             send(SUM_PATTERN, SUM_PAYLOAD)

@@ -23,16 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from zmsg import __version__ as _zmsg_version
-from zmsg import codec
+from zmsg import __version__ as _zmsg_version, codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
@@ -58,6 +55,7 @@ from zmsg.protocol import (
     instance_topic,
     parse_frames,
 )
+from zmsg.runtime import ShutdownSignals, run
 from zmsg.service.context import Context
 from zmsg.service.handlers import (
     BROADCAST_EVENT,
@@ -78,6 +76,22 @@ __all__ = ["Service", "ServiceStats"]
 log = logging.getLogger("zmsg.service")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RequestRoute(Protocol):
+    """What the service needs of its request socket: a ``Channel`` on its ROUTER, or the
+    in-memory stand-in of ``zmsg.testing.TestClient`` (same records, no socket)."""
+
+    on_idle: Callable[[], None] | None
+    unroutable: int
+    dropped: int
+
+    @property
+    def queued(self) -> int: ...
+
+    def send_to(self, peer: bytes, frames: list[Any]) -> None: ...
+
+    def close(self, linger_ms: int = 0) -> None: ...
 
 
 @dataclass
@@ -148,7 +162,7 @@ class Service:
         self.stats = ServiceStats()
         self._message_handlers: dict[bytes, Handler] = {}
         self._event_handlers: dict[bytes, list[Handler]] = {}
-        self._router: Channel | None = None
+        self._router: RequestRoute | None = None
         self._subscriber: Channel | None = None
         self._endpoint: str | None = None
         self._events_endpoint: str | None = None
@@ -292,23 +306,27 @@ class Service:
         except BaseException:
             router_sock.close(linger=0)
             raise
-        self._router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
-        self._subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
-        self._router_on_idle()
-        self._endpoint, self._events_endpoint = bound, events_bound
-        self._draining = False
-        self._started_at = time.monotonic()
+        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
+        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        self._attach(router, subscriber, bound, events_bound)
         log.info("service %s listening on %s (events on %s)", self.name, bound, events_bound)
         return bound
+
+    def _attach(self, router: RequestRoute, subscriber: Channel | None, endpoint: str, events_endpoint: str) -> None:
+        """Start serving on ``router`` (the one start-up path, sockets or zmsg.testing's memory)."""
+        if self._router is not None:
+            raise RuntimeError(f"service {self.name!r} is already started")
+        self._loop = asyncio.get_running_loop()
+        self._router, self._subscriber = router, subscriber
+        # Replies of sync handlers are flushed once the reader has drained its socket.
+        router.on_idle = self._flush_replies
+        self._endpoint, self._events_endpoint = endpoint, events_endpoint
+        self._draining = False
+        self._started_at = time.monotonic()
 
     @property
     def _zap_domain(self) -> str:
         return f"zmsg.{self.name}.{id(self):x}"
-
-    def _router_on_idle(self) -> None:
-        # Replies of sync handlers are flushed once the reader has drained its socket.
-        assert self._router is not None
-        self._router.on_idle = self._flush_replies
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new work, let in-flight handlers finish (up to ``grace`` s), then close."""
@@ -339,47 +357,22 @@ class Service:
 
     async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
                     on_ready: Callable[[str], None] | None = None, grace: float = 5.0,
-                    listen_fd: int | None = None, stop_event: asyncio.Event | None = None) -> None:
-        """Start, run until SIGINT/SIGTERM (or cancellation, or ``stop_event``), then stop gracefully."""
+                    listen_fd: int | None = None, signals: ShutdownSignals | None = None) -> None:
+        """Start, run until SIGINT/SIGTERM (or cancellation, or ``signals.stop()``), then stop
+        gracefully; a second signal during the drain exits at once (``zmsg.ShutdownSignals``).
+        ``listen_fd``: see ``start``."""
         await self.start(endpoint, events_endpoint=events_endpoint, listen_fd=listen_fd)
-        loop = asyncio.get_running_loop()
-        stop = stop_event if stop_event is not None else asyncio.Event()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        installed: list[signal.Signals] = []
-
-        def on_signal(signum: signal.Signals) -> None:
-            if stop.is_set():
-                log.warning("second signal: exiting at once")
-                sys.stdout.flush()
-                import os
-
-                os._exit(1)
-            log.info("signal %s: draining", signal.Signals(signum).name)
-            stop.set()
-
-        for signum in signals:
+        async with signals if signals is not None else ShutdownSignals() as signals:
             try:
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-                pass
-        try:
-            if on_ready is not None:
-                on_ready(self.endpoint)
-            await stop.wait()
-        finally:
-            try:
-                await self.stop(grace=grace)
+                if on_ready is not None:
+                    on_ready(self.endpoint)
+                await signals.wait()
             finally:
-                # Only now: during the drain a second signal must reach on_signal (exit at once).
-                for signum in installed:
-                    loop.remove_signal_handler(signum)
+                await self.stop(grace=grace)
 
     def run(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
             use_uvloop: bool = True, on_ready: Callable[[str], None] | None = None) -> None:
         """Serve in the foreground (blocking) on uvloop when installed, until SIGINT/SIGTERM."""
-        from zmsg._loop import run
-
         run(self.serve(endpoint, events_endpoint=events_endpoint, on_ready=on_ready), use_uvloop=use_uvloop)
 
     # -- requests --------------------------------------------------------------------------
@@ -544,7 +537,7 @@ class Service:
         for identity, batch in pending.items():
             self._send_replies(router, identity, batch)
 
-    def _send_replies(self, router: Channel, identity: bytes, batch: BatchBuilder) -> None:
+    def _send_replies(self, router: RequestRoute, identity: bytes, batch: BatchBuilder) -> None:
         frames = batch.take()
         frames.insert(0, identity)
         router.send_to(identity, frames)

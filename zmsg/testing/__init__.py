@@ -1,0 +1,33 @@
+"""Testing zmsg services: in-memory test clients (``TestClient``, ``SyncTestClient``).
+
+Names are imported lazily (PEP 562), so importing ``zmsg.testing`` loads nothing heavy until a
+test asks for a name.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "TestClient": "zmsg.testing.memory",
+    "SyncTestClient": "zmsg.testing.memory",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from zmsg.testing.memory import SyncTestClient as SyncTestClient, TestClient as TestClient
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zmsg.testing' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,204 @@
+"""In-memory test clients: a service's real pipeline without sockets, ports or threads.
+
+Theory of operation: ``TestClient`` attaches the service to an in-memory request route instead
+of a ROUTER socket, then speaks to it in the very records a ``ClientProxy`` sends: requests are
+framed with the same ``BatchBuilder`` and handed to the service's own reader
+(``Service._on_request_message``), and the reply batches the service flushes come back through
+the client core's ``read_replies`` / ``reply_value``, exactly as over TCP. So the codec,
+payload validation, routing, error mapping, middleware and exception handlers that run are
+the production ones, and a test that passes here passes over a socket (the suite runs the same
+assertions both ways). Events go through the service's event reader too; ``emit`` returns once
+the handlers it started have finished, so a test can assert on their effects right after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
+
+from zmsg import codec
+from zmsg.client_core import (
+    DEFAULTS,
+    EventStamper,
+    call_timeout,
+    check_size,
+    read_replies,
+    reply_value,
+    request_ttl_ms,
+)
+from zmsg.codec import Pattern, encode_pattern, pattern_repr
+from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
+from zmsg.protocol import KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
+from zmsg.runtime import loop_factory
+from zmsg.service import Service
+
+__all__ = ["TestClient", "SyncTestClient"]
+
+_IDENTITY = b"\x00zmsg-test-client"
+
+
+class _MemoryRoute:
+    """Stands in for the service's ROUTER channel: replies go straight to the test client."""
+
+    __slots__ = ("on_idle", "unroutable", "dropped", "_deliver", "closed")
+
+    def __init__(self, deliver: Callable[[list[Any]], None]) -> None:
+        self.on_idle: Callable[[], None] | None = None
+        self.unroutable = 0
+        self.dropped = 0
+        self._deliver = deliver
+        self.closed = False
+
+    @property
+    def queued(self) -> int:
+        return 0
+
+    def send_to(self, peer: bytes, frames: list[Any]) -> None:
+        if not self.closed:
+            self._deliver(frames[1:])
+
+    def close(self, linger_ms: int = 0) -> None:
+        self.closed = True
+
+
+class TestClient:
+    """``async with TestClient(service) as client:``: ``send`` and ``emit`` as on ``ClientProxy``,
+    with the same results and errors, against ``service`` running in this process's loop."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(self, service: Service, *, timeout: float = DEFAULTS.timeout,
+                 max_message_size: int = DEFAULTS.max_message_size, grace: float = 5.0) -> None:
+        self.service = service
+        self.timeout = call_timeout(timeout, DEFAULTS.timeout)
+        self.max_message_size = max_message_size
+        self.grace = grace
+        self._inflight: InFlight[asyncio.Future[Any]] = InFlight()
+        self._stamper = EventStamper()
+        self._route: _MemoryRoute | None = None
+
+    async def __aenter__(self) -> Self:
+        if self.service.running:
+            raise RuntimeError(f"service {self.service.name!r} is already started; a TestClient starts it itself")
+        self._route = _MemoryRoute(self._on_replies)
+        self.service._attach(self._route, None, f"memory://{self.service.name}", f"memory://{self.service.name}.events")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.service.stop(grace=self.grace)
+        for _cid, future in self._inflight.drain():
+            if not future.done():
+                future.set_exception(ServiceUnavailable("test client closed"))
+        self._route = None
+
+    # -- requests --------------------------------------------------------------------------
+
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None) -> Awaitable[Any]:
+        """Request-reply, as ``ClientProxy.send``: nothing happens until it is awaited."""
+        return self._request(pattern, data, call_timeout(timeout, self.timeout))
+
+    async def _request(self, pattern: Pattern, data: Any, timeout: float) -> Any:
+        route = encode_pattern(pattern)
+        body = codec.encode(data)
+        check_size(route, body, self.max_message_size)
+        if self._route is None:
+            raise ServiceUnavailable("the TestClient is not started: use `async with TestClient(service)`")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        cid = self._inflight.new_id()
+        self._inflight.add(cid, future, math.inf)  # its timeout is the awaiting task's
+        batch = BatchBuilder()
+        batch.add(KIND_REQUEST, 0, cid, request_ttl_ms(timeout), route, body)
+        self._deliver(batch.take())
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s") from None
+        finally:
+            if self._inflight.discard(cid) is not None:  # timed out or cancelled: tell the service
+                cancel = BatchBuilder()
+                cancel.add(KIND_CANCEL, 0, cid, 0, b"", b"")
+                self._deliver(cancel.take())
+
+    def _deliver(self, frames: list[Any]) -> None:
+        """Hand a request message to the service as its ROUTER reader would."""
+        route = self._route
+        assert route is not None
+        self.service._on_request_message([_IDENTITY, *frames])
+        if route.on_idle is not None:
+            route.on_idle()
+
+    def _on_replies(self, frames: list[Any]) -> None:
+        records, _fault = read_replies(frames)
+        for kind, _flags, cid, _ttl, _pattern, body in records:
+            future = self._inflight.resolve(cid)
+            if future is None or future.done():
+                continue
+            try:
+                future.set_result(reply_value(kind, cid, body))
+            except ZmsgError as exc:
+                future.set_exception(exc)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def emit(self, pattern: Pattern, data: Any = None) -> None:
+        """Publish an event to the service; returns once every handler it started has finished
+        (their failures stay on the service side, logged and counted, as over the network)."""
+        route = encode_pattern(pattern)
+        body = codec.encode(data)
+        check_size(route, body, self.max_message_size)
+        if self._route is None:
+            raise ServiceUnavailable("the TestClient is not started: use `async with TestClient(service)`")
+        batch = BatchBuilder()
+        self._stamper.stamp(batch, route, body)
+        before = set(self.service._tasks)
+        self.service._on_event_message(batch.take())
+        started = self.service._tasks - before
+        if started:
+            await asyncio.gather(*started, return_exceptions=True)
+
+
+class SyncTestClient:
+    """``with SyncTestClient(service) as client:``: the same as ``TestClient`` for synchronous
+    tests. It runs its own event loop for the duration of the block (no thread)."""
+
+    __test__ = False
+
+    def __init__(self, service: Service, *, timeout: float = DEFAULTS.timeout,
+                 max_message_size: int = DEFAULTS.max_message_size, use_uvloop: bool = False) -> None:
+        self._client = TestClient(service, timeout=timeout, max_message_size=max_message_size)
+        self._use_uvloop = use_uvloop
+        self._runner: asyncio.Runner | None = None
+
+    @property
+    def service(self) -> Service:
+        return self._client.service
+
+    def __enter__(self) -> Self:
+        self._runner = asyncio.Runner(loop_factory=loop_factory(self._use_uvloop))
+        self._runner.run(self._client.__aenter__())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            try:
+                runner.run(self._client.__aexit__())
+            finally:
+                runner.close()
+
+    def _run(self, awaitable: Awaitable[Any]) -> Any:
+        if self._runner is None:
+            raise ServiceUnavailable("the SyncTestClient is not started: use `with SyncTestClient(service)`")
+
+        async def wrapped() -> Any:
+            return await awaitable
+
+        return self._runner.run(wrapped())
+
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None) -> Any:
+        return self._run(self._client.send(pattern, data, timeout=timeout))
+
+    def emit(self, pattern: Pattern, data: Any = None) -> None:
+        self._run(self._client.emit(pattern, data))
