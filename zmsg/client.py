@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from collections import deque
 from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
@@ -54,6 +55,7 @@ from zmsg.client_core import (
     hello_instance,
     instance_endpoints,
     malformed_reply,
+    name_to_resolve,
     no_answer,
     pick_peer,
     read_hello,
@@ -61,6 +63,7 @@ from zmsg.client_core import (
     reply_value,
     request_ttl_ms,
     resolve_endpoints,
+    resolved_endpoints,
     retry_attempts,
     retry_delay,
 )
@@ -365,7 +368,33 @@ class ClientProxy:
         when a service does not answer within ``connect_timeout``.
         """
         self._ensure_open()
+        if not self._opened:
+            await self._resolve_names()
         await self._ensure_subscribers(self.connect_timeout, "")
+
+    async def _resolve_names(self) -> None:
+        """A host name that resolves to several addresses (a Kubernetes headless service, DNS
+        round-robin) is several instances: one peer per address, instead of the first only."""
+        loop = asyncio.get_running_loop()
+        for peer in list(self._peers):
+            target = name_to_resolve(peer.endpoint)
+            if target is None:
+                continue
+            try:
+                infos = await loop.getaddrinfo(target[0], target[1], type=socket.SOCK_STREAM)
+            except OSError as exc:  # ZeroMQ will retry the name itself; the handshake reports it
+                log.info("cannot resolve %s (%s): connecting to the name as given", peer.endpoint, exc)
+                continue
+            found = resolved_endpoints(target[1], [str(info[4][0]) for info in infos])
+            if len(found) < 2:
+                continue
+            log.info("%s resolves to %d addresses: connecting to each", peer.endpoint, len(found))
+            index = self._peers.index(peer)
+            known = {p.endpoint for p in self._peers}
+            added = [_Peer(e) for e in found if e not in known]
+            self._peers[index:index + 1] = added
+            self._links[index:index + 1] = [p.link for p in added]
+            self.endpoints[index:index + 1] = [p.endpoint for p in added]
 
     async def close(self) -> None:
         """Flush queued events, fail what is still in flight, and release every socket."""

@@ -84,6 +84,8 @@ __all__ = [
     "EventRouter",
     "InstanceRoute",
     "instance_endpoints",
+    "name_to_resolve",
+    "resolved_endpoints",
     "hello_instance",
     "PeerState",
     "LinkEvent",
@@ -305,6 +307,29 @@ class EventStamper:
     def stamp(self, batch: BatchBuilder, route: bytes, body: bytes, flags: int = 0) -> None:
         self.sequence += 1
         batch.add(KIND_EVENT, flags, self.sequence, self.emitter_id, route, body)
+
+
+def name_to_resolve(endpoint: str) -> tuple[str, int] | None:
+    """(host name, port) of a ``tcp://`` endpoint whose host is a name rather than an address
+    (it may stand for several instances, e.g. a Kubernetes headless service); else None."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if not host or host.startswith("[") or not port.isdigit() or host == "*":
+        return None
+    if all(part.isdigit() for part in host.split(".")) and host.count(".") == 3:
+        return None  # already an IPv4 address
+    return host, int(port)
+
+
+def resolved_endpoints(port: int, addresses: Sequence[str]) -> list[str]:
+    """One endpoint per distinct address a name resolved to, in the resolver's order."""
+    found: list[str] = []
+    for address in addresses:
+        endpoint = f"tcp://[{address}]:{port}" if ":" in address else f"tcp://{address}:{port}"
+        if endpoint not in found:
+            found.append(endpoint)
+    return found
 
 
 def instance_endpoints(hello: Hello) -> list[str]:

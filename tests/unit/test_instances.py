@@ -99,3 +99,24 @@ def test_a_hello_names_its_instance_and_the_endpoints_of_its_siblings() -> None:
     assert hello_instance(hello) == (A, frozenset({b"flush"}))
     older = Hello("tcp://h:1", "s", "tcp://h:2", None, {"service": "s", "events": "tcp://h:2"})
     assert hello_instance(older) is None and instance_endpoints(older) == []
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [
+    ("tcp://users.default.svc:5555", ("users.default.svc", 5555)),
+    ("tcp://localhost:1", ("localhost", 1)),
+    ("tcp://10.0.0.1:5555", None),
+    ("tcp://[::1]:5555", None),
+    ("tcp://*:5555", None),
+    ("ipc:///tmp/x", None),
+])
+def test_which_endpoints_name_hosts_to_resolve(endpoint: str, expected: object) -> None:
+    from zmsg.client_core import name_to_resolve
+
+    assert name_to_resolve(endpoint) == expected
+
+
+def test_a_name_with_several_addresses_becomes_one_endpoint_each() -> None:
+    from zmsg.client_core import resolved_endpoints
+
+    assert resolved_endpoints(5555, ["10.0.0.1", "10.0.0.2", "10.0.0.1", "fd00::3"]) == [
+        "tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555", "tcp://[fd00::3]:5555"]
