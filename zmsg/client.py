@@ -319,7 +319,6 @@ class ClientProxy:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                self.stats.emit_waits += 1
                 raise ServiceUnavailable(
                     f"no instance of service {self.service_name!r} able to take {pattern_repr(route)!r} was "
                     f"subscribed to events within {self.emit_timeout:g} s; the event was not sent")
