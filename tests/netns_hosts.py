@@ -60,6 +60,11 @@ class Host:
         self.procs.append(proc)
         return proc
 
+    def run(self, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` to completion inside this namespace (bounded), capturing its output."""
+        return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True,
+                              timeout=timeout)
+
     def cut(self) -> None:
         """Lose every packet to and from this host, as a pulled cable or a dead switch port would."""
         _run("ip", "link", "set", self.outside, "down")
