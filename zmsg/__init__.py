@@ -25,6 +25,8 @@ _EXPORTS = {
     "message_pattern": "zmsg.service",
     "event_pattern": "zmsg.service",
     "Context": "zmsg.service",
+    # the request pipeline (client middleware sees a Call)
+    "Call": "zmsg.client_core",
     # running code the way `zmsg serve` does (uvloop, signals)
     "run": "zmsg.runtime",
     "ShutdownSignals": "zmsg.runtime",
@@ -55,6 +57,7 @@ _EXPORTS = {
     "ServiceUnavailable": "zmsg.errors",
     "AuthenticationFailed": "zmsg.errors",
     "MessageTooLarge": "zmsg.errors",
+    "ReplyValidationError": "zmsg.errors",
     "EndpointError": "zmsg.errors",
     "ProtocolError": "zmsg.errors",
     "PayloadError": "zmsg.errors",
@@ -71,6 +74,7 @@ if TYPE_CHECKING:  # explicit "X as X" re-exports, one import per module, so typ
         PendingRequest as PendingRequest,
     )
     from zmsg.client_core import (
+        Call as Call,
         ClientOptions as ClientOptions,
     )
     from zmsg.config import (
@@ -88,6 +92,7 @@ if TYPE_CHECKING:  # explicit "X as X" re-exports, one import per module, so typ
         MessageTooLarge as MessageTooLarge,
         PayloadError as PayloadError,
         ProtocolError as ProtocolError,
+        ReplyValidationError as ReplyValidationError,
         RequestTimeout as RequestTimeout,
         RpcException as RpcException,
         SecurityError as SecurityError,

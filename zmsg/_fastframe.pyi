@@ -1,9 +1,12 @@
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 VERSION: int
 HEADER_SIZE: int
 FLAG_EXTERNAL_BODY: int
+FLAG_METADATA: int
+MAX_METADATA_LEN: int
+MAX_METADATA_KEY_LEN: int
 MAX_PATTERN_LEN: int
 MAX_BODY_LEN: int
 MAX_ID: int
@@ -19,3 +22,5 @@ def append_external(
     buf: bytearray, kind: int, flags: int, correlation_id: int, ttl_ms: int, pattern: bytes, body_len: int
 ) -> None: ...
 def parse_frames(frames: Sequence[Any], start: int = 0) -> list[Record]: ...
+def encode_metadata(metadata: Mapping[str, str], body: bytes = b"") -> bytes: ...
+def decode_metadata(body: Any) -> tuple[dict[str, str], memoryview]: ...

@@ -9,6 +9,7 @@ byte (tests/unit/test_framing.py runs every framing test on both, plus a differe
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -17,6 +18,9 @@ from zmsg.errors import FrameError
 VERSION = 1
 HEADER_SIZE = 24
 FLAG_EXTERNAL_BODY = 0x0001
+FLAG_METADATA = 0x0002
+MAX_METADATA_LEN = 0xFFFF
+MAX_METADATA_KEY_LEN = 0xFF
 MAX_PATTERN_LEN = 0xFFFF
 MAX_BODY_LEN = 0xFFFFFFFF
 MAX_ID = 0xFFFFFFFFFFFFFFFF
@@ -204,3 +208,98 @@ def parse_frames(frames, Py_ssize_t start=0):
     if next_frame != nframes:
         raise FrameError(f"{nframes - next_frame} unexpected extra frame(s) after the batch", records)
     return records
+
+
+def encode_metadata(metadata, body=b""):
+    """The body of a FLAG_METADATA record: the metadata section of ``metadata``, then ``body``.
+
+    Raises TypeError for a key or value that is not a str, ValueError for an empty key, a key
+    over 255 UTF-8 bytes or a section over 65535 bytes.
+    """
+    cdef list pairs = []
+    cdef Py_ssize_t total = 0
+    cdef Py_ssize_t klen, vlen
+    for key, value in metadata.items():
+        if type(key) is not str or type(value) is not str:
+            raise TypeError(
+                f"metadata keys and values must be str, got {type(key).__name__}: {type(value).__name__} for {key!r}"
+            )
+        kb = (<str>key).encode()
+        vb = (<str>value).encode()
+        klen = PyBytes_GET_SIZE(kb)
+        vlen = PyBytes_GET_SIZE(vb)
+        if not 0 < klen <= MAX_METADATA_KEY_LEN:
+            raise ValueError(f"metadata key {key!r} is {klen} bytes; keys are 1 to {MAX_METADATA_KEY_LEN} bytes")
+        if total + 3 + klen + vlen > MAX_METADATA_LEN:
+            raise ValueError(f"metadata section over the limit of {MAX_METADATA_LEN} bytes")
+        total += 3 + klen + vlen
+        pairs.append((kb, vb))
+    cdef const uint8_t[:] bview
+    cdef const uint8_t* bptr = NULL
+    cdef Py_ssize_t blen
+    if type(body) is bytes:
+        bptr = <const uint8_t*>PyBytes_AS_STRING(body)
+        blen = PyBytes_GET_SIZE(body)
+    else:
+        bview = body
+        blen = bview.shape[0]
+        if blen:
+            bptr = &bview[0]
+    out = PyBytes_FromStringAndSize(NULL, 2 + total + blen)
+    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
+    _wr16(p, <uint16_t>total)
+    p += 2
+    for kb, vb in pairs:
+        klen = PyBytes_GET_SIZE(kb)
+        vlen = PyBytes_GET_SIZE(vb)
+        p[0] = <uint8_t>klen
+        memcpy(p + 1, PyBytes_AS_STRING(kb), klen)
+        p += 1 + klen
+        _wr16(p, <uint16_t>vlen)
+        if vlen:
+            memcpy(p + 2, PyBytes_AS_STRING(vb), vlen)
+        p += 2 + vlen
+    if blen:
+        memcpy(p, bptr, blen)
+    return out
+
+
+def decode_metadata(body):
+    """Split the body of a FLAG_METADATA record into (metadata, payload).
+
+    Raises FrameError when the section is malformed (truncated, an empty or duplicate key, text
+    that is not UTF-8). The payload is a view of ``body``: nothing is copied.
+    """
+    pyview = memoryview(body).cast("B")
+    cdef const uint8_t[:] view = pyview
+    cdef Py_ssize_t size = view.shape[0]
+    if size < 2:
+        raise FrameError(f"truncated metadata section: {size} bytes, need 2 for its length")
+    cdef const uint8_t* base = &view[0]
+    cdef Py_ssize_t section_len = _rd16(base)
+    cdef Py_ssize_t end = 2 + section_len
+    if end > size:
+        raise FrameError(f"metadata section length {section_len} exceeds the {size - 2} body bytes left")
+    cdef dict metadata = {}
+    cdef Py_ssize_t offset = 2
+    cdef Py_ssize_t key_len, value_len
+    while offset < end:
+        key_len = base[offset]
+        offset += 1
+        if key_len == 0:
+            raise FrameError("empty metadata key")
+        if end - offset < key_len + 2:
+            raise FrameError("truncated metadata entry")
+        value_len = _rd16(base + offset + key_len)
+        if end - offset - key_len - 2 < value_len:
+            raise FrameError("truncated metadata entry")
+        try:
+            key = PyUnicode_DecodeUTF8(<const char*>(base + offset), key_len, NULL)
+            value = PyUnicode_DecodeUTF8(<const char*>(base + offset + key_len + 2), value_len, NULL)
+        except UnicodeDecodeError:
+            raise FrameError("metadata entry is not valid UTF-8") from None
+        offset += key_len + 2 + value_len
+        if key in metadata:
+            raise FrameError(f"duplicate metadata key {key!r}")
+        metadata[key] = value
+    return metadata, pyview[end:]

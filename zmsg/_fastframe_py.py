@@ -18,13 +18,23 @@ Header layout (struct ``<BBHIQIHH``)::
     20     2    pattern_len
     22     2    reserved         (must be 0)
 
+A record whose FLAG_METADATA bit is set starts its body (inline or external) with a metadata
+section; records without the bit are untouched, so metadata costs nothing when unused::
+
+    u16 section_len                      (bytes of entries that follow, at most 65535)
+    entries, back to back, each:
+        u8  key_len   (1..255)  key      (UTF-8)
+        u16 value_len           value    (UTF-8)
+
+The payload is what follows the section. Keys are unique within a section.
+
 This module and the Cython one must agree byte for byte; a differential test checks it.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zmsg.errors import FrameError
@@ -32,11 +42,15 @@ from zmsg.errors import FrameError
 VERSION = 1
 HEADER_SIZE = 24
 FLAG_EXTERNAL_BODY = 0x0001
+FLAG_METADATA = 0x0002
+MAX_METADATA_LEN = 0xFFFF
+MAX_METADATA_KEY_LEN = 0xFF
 MAX_PATTERN_LEN = 0xFFFF
 MAX_BODY_LEN = 0xFFFFFFFF
 MAX_ID = 0xFFFFFFFFFFFFFFFF
 
 _HEADER = struct.Struct("<BBHIQIHH")
+_U16 = struct.Struct("<H")
 
 Record = tuple[int, int, int, int, bytes, Any]
 
@@ -131,3 +145,70 @@ def _check_ranges(kind: int, flags: int, correlation_id: int, ttl_ms: int, patte
         raise ValueError(f"pattern is {pattern_len} bytes, the limit is {MAX_PATTERN_LEN}")
     if not 0 <= body_len <= MAX_BODY_LEN:
         raise ValueError(f"body is {body_len} bytes, the limit is {MAX_BODY_LEN}")
+
+
+def encode_metadata(metadata: Mapping[str, str], body: bytes = b"") -> bytes:
+    """The body of a FLAG_METADATA record: the metadata section of ``metadata``, then ``body``.
+
+    Raises TypeError for a key or value that is not a str, ValueError for an empty key, a key
+    over 255 UTF-8 bytes or a section over 65535 bytes.
+    """
+    entries = bytearray()
+    for key, value in metadata.items():
+        if type(key) is not str or type(value) is not str:
+            raise TypeError(
+                f"metadata keys and values must be str, got {type(key).__name__}: {type(value).__name__} for {key!r}"
+            )
+        kb = key.encode()
+        vb = value.encode()
+        if not 0 < len(kb) <= MAX_METADATA_KEY_LEN:
+            raise ValueError(f"metadata key {key!r} is {len(kb)} bytes; keys are 1 to {MAX_METADATA_KEY_LEN} bytes")
+        if len(entries) + 3 + len(kb) + len(vb) > MAX_METADATA_LEN:
+            raise ValueError(f"metadata section over the limit of {MAX_METADATA_LEN} bytes")
+        entries.append(len(kb))
+        entries += kb
+        entries += _U16.pack(len(vb))
+        entries += vb
+    return _U16.pack(len(entries)) + bytes(entries) + bytes(body)
+
+
+def decode_metadata(body: Any) -> tuple[dict[str, str], memoryview]:
+    """Split the body of a FLAG_METADATA record into (metadata, payload).
+
+    Raises FrameError when the section is malformed (truncated, an empty or duplicate key, text
+    that is not UTF-8). The payload is a view of ``body``: nothing is copied.
+    """
+    view = memoryview(body).cast("B")
+    size = len(view)
+    if size < 2:
+        raise FrameError(f"truncated metadata section: {size} bytes, need 2 for its length")
+    (section_len,) = _U16.unpack_from(view, 0)
+    end = 2 + section_len
+    if end > size:
+        raise FrameError(f"metadata section length {section_len} exceeds the {size - 2} body bytes left")
+    metadata: dict[str, str] = {}
+    offset = 2
+    while offset < end:
+        key_len = view[offset]
+        offset += 1
+        if key_len == 0:
+            raise FrameError("empty metadata key")
+        if end - offset < key_len + 2:
+            raise FrameError("truncated metadata entry")
+        key_bytes = bytes(view[offset : offset + key_len])
+        offset += key_len
+        (value_len,) = _U16.unpack_from(view, offset)
+        offset += 2
+        if end - offset < value_len:
+            raise FrameError("truncated metadata entry")
+        value_bytes = bytes(view[offset : offset + value_len])
+        offset += value_len
+        try:
+            key = key_bytes.decode()
+            value = value_bytes.decode()
+        except UnicodeDecodeError:
+            raise FrameError("metadata entry is not valid UTF-8") from None
+        if key in metadata:
+            raise FrameError(f"duplicate metadata key {key!r}")
+        metadata[key] = value
+    return metadata, view[end:]

@@ -25,22 +25,30 @@ else:
 VERSION: int = _impl.VERSION
 HEADER_SIZE: int = _impl.HEADER_SIZE
 FLAG_EXTERNAL_BODY: int = _impl.FLAG_EXTERNAL_BODY
+FLAG_METADATA: int = _impl.FLAG_METADATA
+MAX_METADATA_LEN: int = _impl.MAX_METADATA_LEN
 MAX_PATTERN_LEN: int = _impl.MAX_PATTERN_LEN
 pack_header = _impl.pack_header
 unpack_header = _impl.unpack_header
 append_record = _impl.append_record
 append_external = _impl.append_external
 parse_frames = _impl.parse_frames
+encode_metadata = _impl.encode_metadata
+decode_metadata = _impl.decode_metadata
 
 __all__ = [
     "IMPLEMENTATION",
     "VERSION",
     "HEADER_SIZE",
     "FLAG_EXTERNAL_BODY",
+    "FLAG_METADATA",
+    "MAX_METADATA_LEN",
     "MAX_PATTERN_LEN",
     "pack_header",
     "unpack_header",
     "append_record",
     "append_external",
     "parse_frames",
+    "encode_metadata",
+    "decode_metadata",
 ]

@@ -18,6 +18,10 @@ sends when every service is subscribed; otherwise it waits (bounded) for them to
 raises rather than let PUB/SUB drop the event silently. Events carry the emitter's id and a
 sequence number so services can detect and count what they missed.
 
+Metadata (the proxy's defaults under each call's) travels in a section of the record only when
+there is some. Client middleware (``middleware=[...]``) runs around a call only when configured:
+without it, awaiting a request is exactly the direct path.
+
 Several instances of one service (the workers of ``zmsg serve --workers``, whose hello lists
 them all and which the proxy then connects to as well, or endpoints on several hosts): each
 event is addressed to one subscribed instance, round-robin, with a copy to the others only for
@@ -33,14 +37,15 @@ import functools
 import logging
 import socket
 from collections import deque
-from collections.abc import Awaitable, Generator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Generator, Mapping, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 from zmsg import codec
 from zmsg.client_core import (
     DEFAULTS,
     HELLO_ROUTE,
     RETRYABLE,
+    Call,
     EventRouter,
     EventStamper,
     Hello,
@@ -55,22 +60,26 @@ from zmsg.client_core import (
     hello_instance,
     instance_endpoints,
     malformed_reply,
+    merge_metadata,
     name_to_resolve,
     no_answer,
     pick_peer,
     read_hello,
     read_replies,
+    reply_decoder,
     reply_value,
     request_ttl_ms,
     resolve_endpoints,
     resolved_endpoints,
     retry_attempts,
     retry_delay,
+    with_metadata,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
+from zmsg.pipeline import Middleware, check_middleware, run_chain
 from zmsg.protocol import FLUSH_EXTERNAL_BYTES, KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.transport import Channel, connect_dealer
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
@@ -132,32 +141,46 @@ class _Peer:
         self.instance: tuple[str, frozenset[bytes]] | None = None  # (id, broadcast patterns) from its hello
 
 
-_Waiter = tuple[asyncio.Future[Any], bytes, float, _Peer]
+# future, route, timeout, peer, typed decoder of the reply (None: untyped)
+_Waiter = tuple[asyncio.Future[Any], bytes, float, _Peer, Any]
+
+T = TypeVar("T")
 
 
-class PendingRequest:
-    """A request that is sent when, and only when, it is awaited (cold, like NestJS's Observable)."""
+class PendingRequest(Generic[T]):
+    """A request that is sent when, and only when, it is awaited (cold, like NestJS's Observable).
 
-    __slots__ = ("_client", "pattern", "data", "timeout", "retries")
+    Generic in the reply's type: ``send(..., response_type=Invoice)`` is a
+    ``PendingRequest[Invoice]``, so ``await`` gives an ``Invoice`` to type checkers too.
+    """
 
-    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int) -> None:
+    __slots__ = ("_client", "pattern", "data", "timeout", "retries", "metadata", "decoder", "_bare")
+
+    def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int,
+                 metadata: dict[str, str] | None = None, decoder: Any = None, bare: bool = False) -> None:
         self._client = client
         self.pattern = pattern
         self.data = data
         self.timeout = timeout
         self.retries = retries
+        self.metadata = metadata
+        self.decoder = decoder
+        self._bare = bare  # already inside the client's middleware chain
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         client = self._client
         if client._closed:
             raise ServiceUnavailable("this ClientProxy is closed")
+        if client._middleware and not self._bare:
+            return (yield from client._through_middleware(self).__await__())  # type: ignore[no-any-return]
         if client._slot_waiters or len(client._inflight) >= client.max_in_flight:
             yield from client._wait_for_slot(self.timeout).__await__()
         attempt = 0
         while True:
-            cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None)
+            cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None, self.metadata,
+                                               self.decoder)
             try:
-                return (yield from future)
+                return (yield from future)  # type: ignore[no-any-return]
             except asyncio.CancelledError:
                 client._cancel(cid, peer)
                 raise
@@ -192,6 +215,8 @@ class ClientProxy:
         security: CurveClient | None = None,
         event_hwm: int = DEFAULTS.event_hwm,
         flush_at: int = DEFAULTS.flush_at,
+        metadata: Mapping[str, str] | None = DEFAULTS.metadata,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         """
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
@@ -202,14 +227,17 @@ class ClientProxy:
         (lowered to the service's own limit once connected); ``heartbeat``: ZMTP heartbeat
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
         ``event_hwm``: event messages queued per subscriber before ``emit`` waits;
-        ``flush_at``: queued records that make a batch go at once. Options are declared, with
-        their constraints, in ``zmsg.client_core.ClientOptions``.
+        ``flush_at``: queued records that make a batch go at once; ``metadata``: sent with every
+        request and event, under each call's own; ``middleware``: ``async def mw(call,
+        call_next)`` run around every call, outermost first. Options are declared, with their
+        constraints, in ``zmsg.client_core.ClientOptions``.
         """
         self.endpoints = resolve_endpoints("ClientProxy", endpoints)
         self.options = options = client_options(
             "ClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_in_flight=max_in_flight,
-            max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at)
+            max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at,
+            metadata=metadata)
         # Plain attributes: the hot path reads them on every call.
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
@@ -221,6 +249,8 @@ class ClientProxy:
         self.heartbeat = options.heartbeat
         self.flush_at = options.flush_at
         self.event_hwm = options.event_hwm
+        self.metadata = options.metadata
+        self._middleware = tuple(check_middleware(mw) for mw in middleware)
         self.security = security
         self.stats = ClientStats()
         self.service_name: str | None = None
@@ -249,8 +279,24 @@ class ClientProxy:
 
     # -- public API ------------------------------------------------------------------------
 
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: None = None) -> PendingRequest[Any]: ...
+
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: type[T]) -> PendingRequest[T]: ...
+
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: Any) -> PendingRequest[Any]: ...
+
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
-             retries: int | None = None, idempotent: bool = False) -> PendingRequest:
+             retries: int | None = None, idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: Any = None) -> PendingRequest[Any]:
         """Request-reply: ``await client.send(pattern, data)`` returns the handler's result.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
@@ -258,12 +304,27 @@ class ClientProxy:
         connection dropped with the request in flight. Nothing is sent until it is awaited.
         Retries (``retries``, or the proxy's) apply only to calls declared ``idempotent``: a
         retried request may run twice, so zmsg never retries anything else.
+        ``metadata`` goes with the request, over the proxy's (the call wins); with
+        ``response_type`` (a msgspec Struct, a dataclass, ``list[int]``...) the reply is decoded
+        into that type, or ``ReplyValidationError`` names the field that does not match.
         """
         if timeout is not None:
             call_timeout(timeout, self.timeout)
-        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries))
+        if metadata or self.metadata:
+            metadata = merge_metadata(self.metadata, metadata)
+        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries),
+                              metadata, None if response_type is None else reply_decoder(response_type))  # type: ignore[arg-type]
 
-    def emit(self, pattern: Pattern, data: Any = None) -> Awaitable[None]:
+    async def _through_middleware(self, request: PendingRequest[Any]) -> Any:
+        call = Call("request", request.pattern, request.data, request.metadata)
+
+        def call_next() -> PendingRequest[Any]:
+            return PendingRequest(self, call.pattern, call.data, request.timeout, request.retries,
+                                  merge_metadata(None, call.metadata), request.decoder, bare=True)
+
+        return await run_chain(self._middleware, call, call_next)
+
+    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> Awaitable[None]:
         """Publish an event to every connected service; await it: it completes once the transport
         has accepted the event.
 
@@ -272,39 +333,55 @@ class ClientProxy:
         raises ``ServiceUnavailable`` after ``emit_timeout`` rather than drop the event. Like
         NestJS's ``emit``, it is hot: when the proxy is connected and nothing pushes back, the event
         is queued during the call, and awaiting costs nothing more (no coroutine per event).
+        ``metadata`` goes with the event, over the proxy's (the call wins).
         """
+        if metadata or self.metadata:
+            metadata = merge_metadata(self.metadata, metadata)
+        if self._middleware:
+            return self._emit_through_middleware(pattern, data, metadata)  # type: ignore[arg-type]
+        return self._emit(pattern, data, metadata)  # type: ignore[arg-type]
+
+    def _emit(self, pattern: Pattern, data: Any, metadata: dict[str, str] | None) -> Awaitable[None]:
         route = encode_pattern(pattern)
-        body = codec.encode(data)
+        flags, body = with_metadata(codec.encode(data), metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
         publisher = self._publisher
         if not self._events_ready or publisher is None:
-            return self._emit_when_subscribed(route, body)
+            return self._emit_when_subscribed(route, body, flags)
         if self._addressing:
-            grown = self._router.route(route, body, publisher.instances)
+            grown = self._router.route(route, body, publisher.instances, flags)
             if grown is None:  # no instance (or not one that wants a broadcast copy) subscribed now
-                return self._emit_when_subscribed(route, body)
+                return self._emit_when_subscribed(route, body, flags)
             self._queue_routed(grown)
         elif publisher.subscribers < len(publisher.endpoints):
-            return self._emit_when_subscribed(route, body)
+            return self._emit_when_subscribed(route, body, flags)
         else:
-            self._queue_event(route, body)
+            self._queue_event(route, body, flags)
         if publisher.queued:
             return self._wait_event_accepted(publisher)
         return _ACCEPTED
 
-    async def _emit_when_subscribed(self, route: bytes, body: bytes) -> None:
+    async def _emit_through_middleware(self, pattern: Pattern, data: Any, metadata: dict[str, str] | None) -> None:
+        call = Call("event", pattern, data, metadata)
+
+        async def call_next() -> None:
+            await self._emit(call.pattern, call.data, merge_metadata(None, call.metadata))
+
+        await run_chain(self._middleware, call, call_next)
+
+    async def _emit_when_subscribed(self, route: bytes, body: bytes, flags: int) -> None:
         if not self._events_ready or not self._addressing:
             await self._ensure_subscribers(self.emit_timeout, "the event was not sent")
         if self._addressing:
-            await self._emit_addressed(route, body)
+            await self._emit_addressed(route, body, flags)
         else:
-            self._queue_event(route, body)
+            self._queue_event(route, body, flags)
         publisher = self._publisher
         if publisher is not None and publisher.queued:
             await self._wait_event_accepted(publisher)
 
-    async def _emit_addressed(self, route: bytes, body: bytes) -> None:
+    async def _emit_addressed(self, route: bytes, body: bytes, flags: int) -> None:
         """Wait (bounded) until an instance that can take the event is subscribed, then queue it;
         instances that are away are not waited for, unless they asked for a broadcast copy."""
         loop = asyncio.get_running_loop()
@@ -313,7 +390,7 @@ class ClientProxy:
             publisher = self._publisher
             if publisher is None:
                 raise ServiceUnavailable("this ClientProxy is closed")
-            grown = self._router.route(route, body, publisher.instances)
+            grown = self._router.route(route, body, publisher.instances, flags)
             if grown is not None:
                 self._queue_routed(grown)
                 return
@@ -339,10 +416,10 @@ class ClientProxy:
             assert self._loop is not None
             self._loop.call_soon(self._flush_events)
 
-    def _queue_event(self, route: bytes, body: bytes) -> None:
+    def _queue_event(self, route: bytes, body: bytes, flags: int) -> None:
         self.stats.events_emitted += 1
         events = self._events
-        self._stamper.stamp(events, route, body)
+        self._stamper.stamp(events, route, body, flags)
         if events.count >= self.flush_at:
             self._flush_events()
         elif not self._events_scheduled:
@@ -415,7 +492,7 @@ class ClientProxy:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for _cid, (future, route, _t, _p) in self._inflight.drain():
+        for _cid, (future, route, _t, _p, _d) in self._inflight.drain():
             if not future.done():
                 future.set_exception(ServiceUnavailable(f"client closed before {pattern_repr(route)!r} was answered"))
         for waiter in self._slot_waiters:
@@ -483,14 +560,17 @@ class ClientProxy:
         self._rr = pick_peer(self._links, self._rr)
         return self._peers[self._rr]
 
-    def _submit(self, pattern: Pattern | bytes, data: Any, timeout: float | None,
-                peer: _Peer | None) -> tuple[int, asyncio.Future[Any], _Peer]:
+    def _submit(self, pattern: Pattern | bytes, data: Any, timeout: float | None, peer: _Peer | None,
+                metadata: dict[str, str] | None = None, decoder: Any = None) -> tuple[int, asyncio.Future[Any], _Peer]:
         if not self._opened:
             self._open()
         loop = self._loop
         assert loop is not None
         route = pattern if type(pattern) is bytes else encode_pattern(pattern)  # type: ignore[arg-type]
         body = codec.encode(data)
+        flags = 0
+        if metadata:
+            flags, body = with_metadata(body, metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
         if timeout is None:
@@ -504,10 +584,10 @@ class ClientProxy:
         inflight = self._inflight
         cid = inflight.new_id()
         deadline = loop.time() + timeout
-        if inflight.add(cid, (future, route, timeout, peer), deadline) or deadline < self._timer_when:
+        if inflight.add(cid, (future, route, timeout, peer, decoder), deadline) or deadline < self._timer_when:
             self._arm_timer(deadline)
         batch = peer.batch
-        batch.add(KIND_REQUEST, 0, cid, request_ttl_ms(timeout), route, body)
+        batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
         if batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES:
             self._flush_peer(peer)
         else:
@@ -576,7 +656,7 @@ class ClientProxy:
             if future.done():
                 continue
             try:
-                future.set_result(reply_value(kind, cid, body))
+                future.set_result(reply_value(kind, cid, body, waiter[4]))
             except ZmsgError as exc:
                 future.set_exception(exc)
         if fault is not None:
@@ -601,7 +681,7 @@ class ClientProxy:
         self._timer_when = float("inf")
         loop = self._loop
         assert loop is not None
-        for cid, (future, route, timeout, peer) in self._inflight.expire(loop.time()):
+        for cid, (future, route, timeout, peer, _decoder) in self._inflight.expire(loop.time()):
             if not future.done():
                 self.stats.timeouts += 1
                 future.set_exception(RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s"))

@@ -9,7 +9,10 @@ socket, an event loop or a clock. They are:
 - what one call may ask (``call_timeout``, ``retry_attempts``, ``retry_delay``), the request
   ttl carried on the wire (``request_ttl_ms``) and the size limit (``check_size``);
 - reading a reply message (``read_replies``) and one reply or error record into a value or the
-  exception it stands for (``reply_value``);
+  exception it stands for (``reply_value``), straight into a ``response_type`` when asked
+  (``reply_decoder``: one typed decoder per type, built once);
+- metadata: the proxy's defaults merged under a call's (``merge_metadata``) and the record's
+  flag and body (``with_metadata``); the ``Call`` that client middleware sees;
 - the ``$zmsg.hello`` handshake: the request, reading and checking the answer (``read_hello``,
   ``check_one_service``), and what it changes (the service's own size limit);
 - stamping events with the emitter's id and sequence (``EventStamper``), and, with several
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -45,18 +48,21 @@ from zmsg.errors import (
     AuthenticationFailed,
     FrameError,
     ProtocolError,
+    ReplyValidationError,
     RequestTimeout,
     ServiceUnavailable,
     ZmsgError,
 )
 from zmsg.protocol import (
     FLAG_BROADCAST_ONLY,
+    FLAG_METADATA,
     HELLO_PATTERN,
     INSTANCE_ID_LEN,
     KIND_ERROR,
     KIND_EVENT,
     KIND_REPLY,
     BatchBuilder,
+    encode_metadata,
     instance_topic,
     parse_frames,
 )
@@ -75,6 +81,10 @@ __all__ = [
     "check_size",
     "read_replies",
     "reply_value",
+    "reply_decoder",
+    "Call",
+    "merge_metadata",
+    "with_metadata",
     "HELLO_ROUTE",
     "Hello",
     "read_hello",
@@ -125,6 +135,8 @@ class ClientOptions(msgspec.Struct, kw_only=True, frozen=True):
     """Event messages queued per subscriber before ``emit`` waits."""
     flush_at: PositiveInt = DEFAULT_FLUSH_AT
     """Queued records that make a batch go at once (ClientProxy)."""
+    metadata: dict[str, str] | None = None
+    """Metadata sent with every request and event, under each call's own (the call wins)."""
 
     @property
     def handshake_timeout(self) -> float:
@@ -144,13 +156,23 @@ SYNC_CLIENT_OPTIONS = frozenset(ClientOptions.__struct_fields__) - {"max_in_flig
 
 def client_options(owner: str, **values: Any) -> ClientOptions:
     """Validate ``values`` against the declarations; ``ValueError`` names the option."""
+    metadata = values.get("metadata")
+    if isinstance(metadata, Mapping) and not isinstance(metadata, dict):
+        values["metadata"] = dict(metadata)
     try:
-        return msgspec.convert(values, ClientOptions, strict=False)
+        options = msgspec.convert(values, ClientOptions, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
         where = text.rsplit("at `$.", 1)
         name = where[1].rstrip("`") if len(where) == 2 else "option"
+        name = name.split(".", 1)[0].split("[", 1)[0]  # metadata.key -> metadata
         raise ValueError(f"{owner}: invalid {name}={values.get(name)!r}: {where[0].rstrip(' -')}") from None
+    if options.metadata:
+        try:
+            encode_metadata(options.metadata)  # what the wire cannot carry fails here, not per call
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{owner}: invalid metadata: {exc}") from None
+    return options
 
 
 def resolve_endpoints(owner: str, endpoints: str | Sequence[str]) -> list[str]:
@@ -226,9 +248,20 @@ def read_replies(frames: Sequence[Any]) -> tuple[list[Record], FrameError | None
         return exc.records, exc
 
 
-def reply_value(kind: int, correlation_id: int, body: Any) -> Any:
-    """The value a reply record carries; raises what an error (or unexpected) record stands for."""
+def reply_value(kind: int, correlation_id: int, body: Any, decoder: msgspec.msgpack.Decoder[Any] | None = None) -> Any:
+    """The value a reply record carries; raises what an error (or unexpected) record stands for.
+
+    With ``decoder`` (from ``reply_decoder``) the reply is decoded straight into its type; a
+    reply that does not match raises ``ReplyValidationError`` naming the field.
+    """
     if kind == KIND_REPLY:
+        if decoder is not None:
+            try:
+                return decoder.decode(body)
+            except msgspec.ValidationError as exc:
+                raise ReplyValidationError(f"reply does not match {_type_name(decoder.type)}: {exc}") from None
+            except msgspec.DecodeError as exc:
+                raise ProtocolError(f"undecodable reply: {exc}") from None
         try:
             return codec.decode(body)
         except ZmsgError as exc:
@@ -238,8 +271,83 @@ def reply_value(kind: int, correlation_id: int, body: Any) -> Any:
     raise ProtocolError(f"unexpected record kind {kind} in reply to request {correlation_id}")
 
 
+_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def reply_decoder(response_type: Any) -> msgspec.msgpack.Decoder[Any] | None:
+    """The typed decoder for ``response_type`` (None: untyped), built once per type and reused.
+
+    ``TypeError`` when msgspec cannot decode into that type, before anything is sent.
+    """
+    if response_type is None:
+        return None
+    try:
+        return _decoders[response_type]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable type expression: build it, do not cache it
+        return _build_decoder(response_type)
+    decoder = _decoders[response_type] = _build_decoder(response_type)
+    return decoder
+
+
+def _build_decoder(response_type: Any) -> msgspec.msgpack.Decoder[Any]:
+    try:
+        return msgspec.msgpack.Decoder(response_type)
+    except TypeError as exc:
+        raise TypeError(f"response_type={response_type!r} cannot be decoded into: {exc}") from None
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else repr(tp)
+
+
 def malformed_reply(fault: FrameError) -> ProtocolError:
     return ProtocolError(f"malformed reply: {fault}")
+
+
+# -- metadata and client middleware --------------------------------------------------------
+
+
+def merge_metadata(defaults: Mapping[str, str] | None, call: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A call's metadata over the proxy's defaults (the call wins); None when there is none.
+
+    A call's metadata is checked here, so what the wire cannot carry fails before sending.
+    """
+    if not call:
+        return dict(defaults) if defaults else None
+    if not isinstance(call, Mapping):
+        raise TypeError(f"metadata must be a mapping of str to str, not {type(call).__name__}")
+    merged = {**defaults, **call} if defaults else dict(call)
+    encode_metadata(merged)  # TypeError / ValueError naming the key, before anything is sent
+    return merged
+
+
+def with_metadata(body: bytes, metadata: Mapping[str, str] | None) -> tuple[int, bytes]:
+    """The record flags and body for ``body`` with ``metadata`` (no section when there is none)."""
+    if not metadata:
+        return 0, body
+    return FLAG_METADATA, encode_metadata(metadata, body)
+
+
+class Call:
+    """One outgoing call as client middleware sees it (``mw(call, call_next)``).
+
+    ``kind`` is ``"request"`` or ``"event"``; ``pattern`` and ``data`` are what will be sent
+    and may be replaced; ``metadata`` is a mutable dict (the proxy's defaults merged with the
+    call's) that a middleware may add to, e.g. a trace context.
+    """
+
+    __slots__ = ("kind", "pattern", "data", "metadata")
+
+    def __init__(self, kind: str, pattern: Any, data: Any, metadata: dict[str, str] | None) -> None:
+        self.kind = kind
+        self.pattern = pattern
+        self.data = data
+        self.metadata: dict[str, str] = {} if metadata is None else metadata
+
+    def __repr__(self) -> str:
+        return f"<Call {self.kind} {self.pattern!r} metadata={self.metadata!r}>"
 
 
 # -- the handshake -----------------------------------------------------------------------------
@@ -422,7 +530,7 @@ class EventRouter:
         self.routes = routes
         self._order = list(routes.values())
 
-    def route(self, route: bytes, body: bytes, subscribed: Collection[str]) -> list[InstanceRoute] | None:
+    def route(self, route: bytes, body: bytes, subscribed: Collection[str], flags: int = 0) -> list[InstanceRoute] | None:
         order = self._order
         count = len(order)
         chosen: InstanceRoute | None = None
@@ -440,9 +548,9 @@ class EventRouter:
         copies = [r for r in order if r is not chosen and route in r.broadcast]
         if any(r.instance_id not in subscribed for r in copies):
             return None  # a broadcast handler would miss it: wait for that instance instead
-        chosen.stamper.stamp(chosen.batch, route, body)
+        chosen.stamper.stamp(chosen.batch, route, body, flags)
         for copy in copies:
-            copy.stamper.stamp(copy.batch, route, body, FLAG_BROADCAST_ONLY)
+            copy.stamper.stamp(copy.batch, route, body, flags | FLAG_BROADCAST_ONLY)
         copies.append(chosen)
         return copies
 

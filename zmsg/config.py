@@ -11,6 +11,10 @@ file key to fix. Names, one place (see docs/cli.md):
 - Defaults for every client: ``[client]``, ``ZMSG_CLIENT_<OPTION>``.
 - Named clients (the registry): ``[clients.<NAME>]``, ``ZMSG_CLIENTS_<NAME>_<OPTION>``.
 - The file: ``--config``, else ``ZMSG_CONFIG``, else ``./zmsg.toml`` when it exists.
+
+Text values (the environment) of list options are comma-separated; of mapping options (the
+client's ``metadata``) a TOML inline table, ``{ authorization = "Bearer x" }``, the same
+syntax as the file.
 """
 
 from __future__ import annotations
@@ -161,9 +165,14 @@ def _is_sequence(tp: Any) -> bool:
     return get_origin(tp) in (tuple, list)
 
 
+def _is_mapping(tp: Any) -> bool:
+    return any(get_origin(arg) is dict or arg is dict for arg in (tp, *get_args(tp)))
+
+
 _NONE_WORDS = frozenset({"", "off", "none"})
 _NULLABLE: frozenset[str]
 _LIST_FIELDS: frozenset[str]
+_MAPPING_FIELDS: frozenset[str]
 _SERVE_KEYS = frozenset(ServeSettings.__struct_fields__)
 _CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__) - {"endpoints"}
 _NAMED_CLIENT_KEYS = frozenset(ClientSettings.__struct_fields__)
@@ -200,6 +209,14 @@ def _resolve(cls: type[S], layers: list[_Layer]) -> S:
                     value = [part.strip() for part in parts if part.strip()]
             elif key in _NULLABLE and isinstance(raw, str) and raw.strip().lower() in _NONE_WORDS:
                 value = None  # an empty variable (or "off" / "none") means "not set" / "off"
+            elif key in _MAPPING_FIELDS and layer.from_text and isinstance(raw, str):
+                try:
+                    value = tomllib.loads(f"value = {raw}")["value"]
+                except tomllib.TOMLDecodeError:
+                    raise ConfigError(
+                        f"invalid value {raw!r} for {where}: expected a TOML inline table, "
+                        '{ key = "value", ... }'
+                    ) from None
             try:
                 value = msgspec.convert(value, _field_types(cls)[key], strict=False)
             except msgspec.ValidationError as exc:
@@ -222,6 +239,7 @@ def _field_types(cls: type[Any]) -> dict[str, Any]:
 
 _NULLABLE = _fields_where(_admits_none)
 _LIST_FIELDS = _fields_where(_is_sequence)
+_MAPPING_FIELDS = _fields_where(_is_mapping)
 
 
 def _lower_first(text: str) -> str:

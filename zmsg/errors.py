@@ -17,6 +17,7 @@ __all__ = [
     "FrameError",
     "ProtocolError",
     "MessageTooLarge",
+    "ReplyValidationError",
     "EndpointError",
     "AuthenticationFailed",
     "ConfigError",
@@ -76,6 +77,10 @@ class AuthenticationFailed(ServiceUnavailable):
 
 class MessageTooLarge(ZmsgError, ValueError):
     """A message exceeds the configured maximum size; it was not sent."""
+
+
+class ReplyValidationError(ZmsgError, ValueError):
+    """A reply did not match the ``response_type`` its caller asked for; the message names the field."""
 
 
 class ProtocolError(ZmsgError):

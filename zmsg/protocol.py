@@ -9,12 +9,22 @@ until when), but it never touches a socket, a clock or an event loop: callers pa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from zmsg import _framing
-from zmsg._framing import FLAG_EXTERNAL_BODY, HEADER_SIZE, VERSION, parse_frames
+from zmsg._framing import (
+    FLAG_EXTERNAL_BODY,
+    FLAG_METADATA,
+    HEADER_SIZE,
+    MAX_METADATA_LEN,
+    VERSION,
+    decode_metadata,
+    encode_metadata,
+    parse_frames,
+)
 
 __all__ = [
     "KIND_REQUEST",
@@ -35,6 +45,11 @@ __all__ = [
     "VERSION",
     "HEADER_SIZE",
     "FLAG_EXTERNAL_BODY",
+    "FLAG_METADATA",
+    "MAX_METADATA_LEN",
+    "EMPTY_METADATA",
+    "encode_metadata",
+    "decode_metadata",
     "FLAG_BROADCAST_ONLY",
     "BROADCAST_TOPIC",
     "INSTANCE_ID_LEN",
@@ -75,6 +90,12 @@ HELLO_PATTERN = RESERVED_PREFIX + "hello"
 HEALTH_PATTERN = RESERVED_PREFIX + "health"
 INFO_PATTERN = RESERVED_PREFIX + "info"
 
+# The metadata of a record that carries none: read-only, shared, so "no metadata" allocates nothing.
+# A record with metadata sets FLAG_METADATA and its body starts with the section that
+# ``encode_metadata(metadata, payload)`` builds and ``decode_metadata(body)`` splits off again
+# (layout in zmsg/_fastframe_py.py and docs/protocol.md); a record without it is untouched.
+EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
+
 # Bodies at least this large travel as their own frame instead of being copied into the batch.
 EXTERNAL_BODY_THRESHOLD = 16 * 1024
 # A batch carrying this many bytes of such bodies is sent at once instead of waiting for more
@@ -85,7 +106,7 @@ FLUSH_EXTERNAL_BYTES = 64 * 1024
 # -- events with several instances of one service (docs/protocol.md, "Instances") -------------
 # An event record with this flag runs only the handlers declared ``broadcast=True``: it is the
 # copy an instance other than the one chosen for the event receives.
-FLAG_BROADCAST_ONLY = 0x0002
+FLAG_BROADCAST_ONLY = 0x0004
 # Every instance's SUB subscribes to two prefixes of frame 0: this one, which every batch starts
 # with (its version byte), for events meant for all instances, and its own instance topic.
 BROADCAST_TOPIC = bytes([VERSION])

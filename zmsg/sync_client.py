@@ -9,6 +9,8 @@ out on one XPUB shared by all threads behind a lock; ``connect`` first does the 
 ``$zmsg.hello`` handshake as ``ClientProxy`` and waits for every service's subscription, so no
 event emitted after it returns falls into PUB/SUB's slow-joiner gap. Records, codec and errors
 are the async client's: both speak the same wire protocol and raise the same exceptions.
+Metadata, typed replies and middleware (plain functions here) follow the same rules too
+(zmsg/client_core.py, zmsg/pipeline.py); without middleware a call is the direct path.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
-from typing import Any, Self
+from collections.abc import Mapping, Sequence
+from typing import Any, Self, TypeVar, overload
 
 from zmsg import _framing, codec
 from zmsg.client_core import (
     DEFAULTS,
     HELLO_ROUTE,
     RETRYABLE,
+    Call,
     EventStamper,
     Hello,
     call_timeout,
@@ -32,18 +35,22 @@ from zmsg.client_core import (
     check_size,
     client_options,
     malformed_reply,
+    merge_metadata,
     no_answer,
     read_hello,
     read_replies,
+    reply_decoder,
     reply_value,
     request_ttl_ms,
     resolve_endpoints,
     retry_attempts,
     retry_delay,
+    with_metadata,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import ProtocolError, RequestTimeout, ServiceUnavailable
+from zmsg.pipeline import SyncMiddleware, check_sync_middleware, run_chain_sync
 from zmsg.protocol import EXTERNAL_BODY_THRESHOLD, KIND_REPLY, KIND_REQUEST, BatchBuilder
 from zmsg.transport.blocking import BlockingDealer, BlockingPublisher, ask_each
 from zmsg.transport.security import CurveClient
@@ -55,6 +62,8 @@ log = logging.getLogger("zmsg.client")
 _MAX_WAIT_MS = 0x7FFFFFFF  # ZeroMQ's timeouts are C ints (about 24 days)
 _MAX_ID = 0xFFFFFFFFFFFFFFFF
 _pack_header = _framing.pack_header
+
+T = TypeVar("T")
 
 
 class _ThreadState:
@@ -87,15 +96,18 @@ class SyncClientProxy:
         heartbeat: float | None = DEFAULTS.heartbeat,
         security: CurveClient | None = None,
         event_hwm: int = DEFAULTS.event_hwm,
+        metadata: Mapping[str, str] | None = DEFAULTS.metadata,
+        middleware: Sequence[SyncMiddleware] = (),
     ) -> None:
         """The options mean what they mean for ``ClientProxy`` (declared once, with their
         constraints, in ``zmsg.client_core.ClientOptions``); ``max_in_flight`` and ``flush_at``
-        do not apply: each thread has one request out at a time."""
+        do not apply: each thread has one request out at a time. ``middleware`` are plain
+        functions ``def mw(call, call_next)``."""
         self.endpoints = resolve_endpoints("SyncClientProxy", endpoints)
         self.options = options = client_options(
             "SyncClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_message_size=max_message_size,
-            heartbeat=heartbeat, event_hwm=event_hwm)
+            heartbeat=heartbeat, event_hwm=event_hwm, metadata=metadata)
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
         self.emit_timeout = options.emit_wait
@@ -104,6 +116,8 @@ class SyncClientProxy:
         self.max_message_size = options.max_message_size
         self.heartbeat = options.heartbeat
         self.event_hwm = options.event_hwm
+        self.metadata = options.metadata
+        self._middleware = tuple(check_sync_middleware(mw) for mw in middleware)
         self.security = security
         self.service_name: str | None = None
         self.timeouts = 0
@@ -121,27 +135,56 @@ class SyncClientProxy:
 
     # -- public API ------------------------------------------------------------------------
 
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: None = None) -> Any: ...
+
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: type[T]) -> T: ...
+
+    @overload
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: Any) -> Any: ...
+
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
-             retries: int | None = None, idempotent: bool = False) -> Any:
+             retries: int | None = None, idempotent: bool = False, metadata: Mapping[str, str] | None = None,
+             response_type: Any = None) -> Any:
         """Request-reply: returns the handler's result, blocking this thread until it arrives.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
         came within ``timeout`` seconds (default: the proxy's), ``ServiceUnavailable`` when the
         proxy is closed. Retries (``retries``, or the proxy's) apply only to calls declared
-        ``idempotent``, as with ``ClientProxy``.
+        ``idempotent``, as with ``ClientProxy``. ``metadata`` and ``response_type`` as with
+        ``ClientProxy.send``.
         """
         if self._closed:
             raise ServiceUnavailable("this SyncClientProxy is closed")
         timeout = call_timeout(timeout, self.timeout)
         attempts = retry_attempts(retries, idempotent, self.retries)
+        if metadata or self.metadata:
+            metadata = merge_metadata(self.metadata, metadata)
+        decoder = None if response_type is None else reply_decoder(response_type)
+        if self._middleware:
+            call = Call("request", pattern, data, metadata)  # type: ignore[arg-type]
+            return run_chain_sync(self._middleware, call, lambda: self._send(
+                call.pattern, call.data, timeout, attempts, merge_metadata(None, call.metadata), decoder))
+        return self._send(pattern, data, timeout, attempts, metadata, decoder)  # type: ignore[arg-type]
+
+    def _send(self, pattern: Pattern, data: Any, timeout: float, attempts: int, metadata: dict[str, str] | None,
+              decoder: Any) -> Any:
         route = encode_pattern(pattern)
         body = codec.encode(data)
+        flags = 0
+        if metadata:
+            flags, body = with_metadata(body, metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
         attempt = 0
         while True:
             try:
-                return self._request(route, body, timeout)
+                return self._request(route, body, timeout, flags, decoder)
             except RETRYABLE as exc:
                 if attempt >= attempts or self._closed:
                     raise
@@ -151,7 +194,7 @@ class SyncClientProxy:
                          attempt, attempts)
                 time.sleep(retry_delay(attempt, self.retry_backoff))
 
-    def _request(self, route: bytes, body: bytes, timeout: float) -> Any:
+    def _request(self, route: bytes, body: bytes, timeout: float, flags: int = 0, decoder: Any = None) -> Any:
         try:
             state: _ThreadState = self._local.state
         except AttributeError:
@@ -163,25 +206,36 @@ class SyncClientProxy:
         dealer = state.dealer
         started = time.monotonic()
         if len(body) < EXTERNAL_BODY_THRESHOLD:
-            header = _pack_header(KIND_REQUEST, 0, cid, ttl_ms, len(route), len(body))
+            header = _pack_header(KIND_REQUEST, flags, cid, ttl_ms, len(route), len(body))
             first = dealer.exchange(header + route + body, wait_ms)
         else:
             batch = BatchBuilder()
-            batch.add(KIND_REQUEST, 0, cid, ttl_ms, route, body)
+            batch.add(KIND_REQUEST, flags, cid, ttl_ms, route, body)
             dealer.send(batch.take())
             first = dealer.recv_first(timeout)
-        return self._await_reply(dealer, first, cid, route, timeout, started)
+        return self._await_reply(dealer, first, cid, route, timeout, started, decoder)
 
-    def emit(self, pattern: Pattern, data: Any = None) -> None:
+    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> None:
         """Publish an event to every connected service; returns once the transport accepted it.
 
         It never waits for handlers. When a slow subscriber has filled the queue it waits for
         room, up to ``emit_timeout``, then raises ``ServiceUnavailable`` rather than drop it.
+        ``metadata`` goes with the event, over the proxy's (the call wins).
         """
+        if metadata or self.metadata:
+            metadata = merge_metadata(self.metadata, metadata)
+        if self._middleware:
+            call = Call("event", pattern, data, metadata)  # type: ignore[arg-type]
+            run_chain_sync(self._middleware, call, lambda: self._emit(call.pattern, call.data,
+                                                                      merge_metadata(None, call.metadata)))
+            return
+        self._emit(pattern, data, metadata)  # type: ignore[arg-type]
+
+    def _emit(self, pattern: Pattern, data: Any, metadata: dict[str, str] | None) -> None:
         if not self._events_ready:
             self.connect()
         route = encode_pattern(pattern)
-        body = codec.encode(data)
+        flags, body = with_metadata(codec.encode(data), metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
         with self._lock:
@@ -190,7 +244,7 @@ class SyncClientProxy:
                 raise ServiceUnavailable("this SyncClientProxy is closed")
             # Numbered under the lock, so in publishing order.
             batch = BatchBuilder()
-            self._stamper.stamp(batch, route, body)
+            self._stamper.stamp(batch, route, body, flags)
             if not publisher.send(batch.take(), self.emit_timeout):
                 raise ServiceUnavailable(
                     f"event {pattern_repr(route)!r} was not accepted within {self.emit_timeout:g} s "
@@ -291,7 +345,7 @@ class SyncClientProxy:
         return state
 
     def _await_reply(self, dealer: BlockingDealer, frame: bytes | None, cid: int, route: bytes,
-                     timeout: float, started: float) -> Any:
+                     timeout: float, started: float, decoder: Any = None) -> Any:
         """Turn the reply to ``cid`` into a result or an exception, skipping stale replies."""
         while True:
             if frame is None:
@@ -303,7 +357,7 @@ class SyncClientProxy:
                 records, fault = read_replies([frame, *dealer.recv_rest()])
             for kind, _flags, reply_id, _ttl, _pattern, body in records:
                 if reply_id == cid:
-                    return reply_value(kind, cid, body)
+                    return reply_value(kind, cid, body, decoder)
                 self.late_replies += 1  # the reply to a request that already timed out
             if fault is not None and fault.correlation_id == cid:
                 raise malformed_reply(fault)

@@ -164,3 +164,93 @@ def test_requests_go_to_connected_peers_then_to_unknown_ones_then_anywhere() -> 
     assert {pick_peer(links, i) for i in range(3)} == {2}  # the one not known to be down
     links[2].on_event(LinkEvent.CONNECT_FAILED)
     assert pick_peer(links, 0) == 1  # every one down: round-robin, ZeroMQ queues until one is back
+
+
+# -- metadata, typed replies, client middleware -----------------------------------------------
+
+
+def test_call_metadata_wins_over_the_proxy_defaults_which_stay_untouched() -> None:
+    from zmsg.client_core import merge_metadata
+
+    defaults = {"tenant": "t1", "authorization": "Bearer default"}
+    assert merge_metadata(defaults, {"authorization": "Bearer call"}) == {"tenant": "t1", "authorization": "Bearer call"}
+    assert defaults == {"tenant": "t1", "authorization": "Bearer default"}
+    merged = merge_metadata(defaults, None)
+    assert merged == defaults and merged is not defaults  # a middleware may add to it
+    assert merge_metadata(None, None) is None and merge_metadata({}, {}) is None
+    with pytest.raises(TypeError, match="must be str"):
+        merge_metadata(None, {"k": 1})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="mapping"):
+        merge_metadata(None, [("k", "v")])  # type: ignore[arg-type]
+
+
+def test_a_record_has_a_metadata_section_only_when_there_is_metadata() -> None:
+    from zmsg.client_core import with_metadata
+    from zmsg.protocol import FLAG_METADATA, decode_metadata
+
+    assert with_metadata(b"\xc0", None) == (0, b"\xc0")
+    assert with_metadata(b"\xc0", {}) == (0, b"\xc0")
+    flags, body = with_metadata(b"\xc0", {"k": "v"})
+    assert flags == FLAG_METADATA
+    metadata, payload = decode_metadata(body)
+    assert metadata == {"k": "v"} and bytes(payload) == b"\xc0"
+
+
+def test_typed_reply_decoders_are_built_once_per_type_and_name_the_bad_field() -> None:
+    import msgspec
+
+    from zmsg.client_core import reply_decoder
+    from zmsg.errors import ReplyValidationError
+
+    class Invoice(msgspec.Struct):
+        id: int
+        total: float
+
+    decoder = reply_decoder(Invoice)
+    assert reply_decoder(Invoice) is decoder and reply_decoder(list[int]) is reply_decoder(list[int])
+    assert reply_decoder(None) is None
+    assert reply_value(KIND_REPLY, 1, codec.encode({"id": 1, "total": 2.5}), decoder) == Invoice(1, 2.5)
+    with pytest.raises(ReplyValidationError, match=r"Invoice.*\$\.total"):
+        reply_value(KIND_REPLY, 1, codec.encode({"id": 1, "total": "x"}), decoder)
+    with pytest.raises(ProtocolError, match="undecodable reply"):
+        reply_value(KIND_REPLY, 1, b"\xc1", decoder)
+    with pytest.raises(RpcException):  # an error record is not decoded as the reply type
+        reply_value(KIND_ERROR, 1, codec.encode("no"), decoder)
+    with pytest.raises(TypeError, match="response_type"):
+        reply_decoder(object())
+
+
+def test_metadata_is_a_declared_client_option_checked_against_the_wire_limits() -> None:
+    assert client_options("X", metadata={"k": "v"}).metadata == {"k": "v"}
+    assert client_options("X").metadata is None
+    with pytest.raises(ValueError, match="invalid metadata"):
+        client_options("X", metadata={"k": 1})
+    with pytest.raises(ValueError, match="invalid metadata: .*keys are 1 to 255 bytes"):
+        client_options("X", metadata={"": "v"})
+
+
+def test_sync_client_middleware_chain_runs_outermost_first() -> None:
+    from zmsg.client_core import Call
+    from zmsg.pipeline import check_sync_middleware, run_chain_sync
+
+    order: list[str] = []
+
+    def outer(call: Call, call_next: object) -> object:
+        order.append("outer")
+        call.metadata["trace"] = "t"
+        return ["outer", *call_next()]  # type: ignore[operator]
+
+    def inner(call: Call, call_next: object) -> object:
+        order.append(f"inner {call.metadata}")
+        return call_next()  # type: ignore[operator]
+
+    call = Call("request", "p", 1, None)
+    assert run_chain_sync((outer, inner), call, lambda: ["sent"]) == ["outer", "sent"]
+    assert order == ["outer", "inner {'trace': 't'}"]
+    assert run_chain_sync((), call, lambda: "direct") == "direct"
+
+    async def not_sync(call: Call, call_next: object) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="plain function"):
+        check_sync_middleware(not_sync)

@@ -19,7 +19,8 @@ from zmsg.client_core import DEFAULTS, SYNC_CLIENT_OPTIONS, ClientOptions
 from zmsg.config import ClientSettings, Config
 
 EP = "tcp://127.0.0.1:1"
-NOT_OPTIONS = {"endpoints", "security"}  # the address, and CURVE (curve_* paths in settings)
+# the address, CURVE (curve_* paths in settings) and middleware (code, not configuration)
+NOT_OPTIONS = {"endpoints", "security", "middleware"}
 
 
 def _keywords(cls: type) -> dict[str, inspect.Parameter]:
@@ -40,6 +41,8 @@ SAMPLE: dict[str, tuple[Any, str]] = {
     "heartbeat": (0.75, "0.75"),
     "event_hwm": (10, "10"),
     "flush_at": (5, "5"),
+    # a TOML inline table, in the file and in the environment alike
+    "metadata": ({"authorization": "Bearer x", "tenant": "t1"}, '{ authorization = "Bearer x", tenant = "t1" }'),
 }
 
 

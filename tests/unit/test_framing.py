@@ -148,3 +148,95 @@ def test_property_garbage_never_crashes_and_twins_agree(data: bytes) -> None:
         except FrameError as exc:
             outcomes.append(("error", str(exc), exc.records, exc.correlation_id))
     assert outcomes[0] == outcomes[1]
+
+
+# -- metadata sections -------------------------------------------------------------------------
+
+
+def test_metadata_section_layout_is_the_documented_one(ff: ModuleType) -> None:
+    body = ff.encode_metadata({"authorization": "Bearer x", "é": "ü"}, b"\xc0")
+    entries = b"\x0dauthorization" + struct.pack("<H", 8) + b"Bearer x"
+    entries += b"\x02\xc3\xa9" + struct.pack("<H", 2) + "ü".encode()
+    assert body == struct.pack("<H", len(entries)) + entries + b"\xc0"
+    metadata, payload = ff.decode_metadata(body)
+    assert metadata == {"authorization": "Bearer x", "é": "ü"}
+    assert bytes(payload) == b"\xc0"
+    assert ff.FLAG_METADATA == 0x0002 and ff.MAX_METADATA_LEN == 65535
+
+
+def test_metadata_decodes_from_any_buffer_without_copying_the_payload(ff: ModuleType) -> None:
+    body = bytearray(ff.encode_metadata({"k": ""}, b"payload"))
+    metadata, payload = ff.decode_metadata(body)
+    assert metadata == {"k": ""}
+    assert isinstance(payload, memoryview) and payload.obj is body
+    assert ff.decode_metadata(ff.encode_metadata({}, memoryview(b"xy"))) == ({}, b"xy")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "truncated metadata section"),
+        (b"\x05\x00abc", "metadata section length 5 exceeds"),
+        (b"\x01\x00\x00", "empty metadata key"),
+        (b"\x03\x00\x05abc", "truncated metadata entry"),
+        (b"\x05\x00\x01a\x05\x00x", "truncated metadata entry"),
+        (b"\x04\x00\x01\xff\x00\x00", "not valid UTF-8"),
+        (b"\x08\x00\x01a\x00\x00\x01a\x00\x00", "duplicate metadata key 'a'"),
+    ],
+)
+def test_malformed_metadata_sections_are_rejected(ff: ModuleType, body: bytes, message: str) -> None:
+    with pytest.raises(FrameError, match=message):
+        ff.decode_metadata(body)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error", "message"),
+    [
+        ({1: "a"}, TypeError, "must be str"),
+        ({"a": 1}, TypeError, "must be str"),
+        ({"": "a"}, ValueError, "keys are 1 to 255 bytes"),
+        ({"k" * 256: "a"}, ValueError, "keys are 1 to 255 bytes"),
+        ({"k": "v" * 65533}, ValueError, "over the limit of 65535"),
+        ({f"k{i}": "v" * 1000 for i in range(70)}, ValueError, "over the limit of 65535"),
+    ],
+)
+def test_metadata_the_wire_cannot_carry_is_refused(ff: ModuleType, metadata: dict[object, object], error: type,
+                                                   message: str) -> None:
+    with pytest.raises(error, match=message):
+        ff.encode_metadata(metadata, b"")
+
+
+def test_the_largest_metadata_section_fits(ff: ModuleType) -> None:
+    metadata = {"k": "v" * (65535 - 4)}
+    assert ff.decode_metadata(ff.encode_metadata(metadata))[0] == metadata
+
+
+metadata_strategy = st.dictionaries(
+    st.text(min_size=1, max_size=20).filter(lambda k: len(k.encode()) <= 255),  # st.text has no surrogates
+    st.text(max_size=200),
+    max_size=12,
+)
+
+
+@given(metadata=metadata_strategy, payload=st.binary(max_size=500))
+@settings(max_examples=300, deadline=None)
+def test_property_metadata_round_trips_and_twins_agree(metadata: dict[str, str], payload: bytes) -> None:
+    built = [twin.encode_metadata(metadata, payload) for twin in (compiled, _fastframe_py)]
+    assert built[0] == built[1]
+    for twin in (compiled, _fastframe_py):
+        decoded, rest = twin.decode_metadata(built[0])
+        assert decoded == metadata and list(decoded) == list(metadata)
+        assert bytes(rest) == payload
+
+
+@given(data=st.binary(max_size=300))
+@settings(max_examples=500, deadline=None)
+def test_property_garbage_metadata_never_crashes_and_twins_agree(data: bytes) -> None:
+    outcomes = []
+    for twin in (compiled, _fastframe_py):
+        try:
+            metadata, rest = twin.decode_metadata(data)
+            outcomes.append(("ok", metadata, bytes(rest)))
+        except FrameError as exc:
+            outcomes.append(("error", str(exc)))
+    assert outcomes[0] == outcomes[1]

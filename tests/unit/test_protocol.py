@@ -11,7 +11,10 @@ import pytest
 
 from zmsg import _fastframe, _fastframe_py, _framing, protocol
 from zmsg.protocol import (
+    EMPTY_METADATA,
     FLAG_EXTERNAL_BODY,
+    FLAG_METADATA,
+    KIND_EVENT,
     KIND_REPLY,
     KIND_REQUEST,
     BatchBuilder,
@@ -23,9 +26,10 @@ from zmsg.protocol import (
 def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """Every protocol test runs on both framing twins."""
     module: ModuleType = request.param
-    for name in ("append_record", "append_external", "parse_frames"):
+    for name in ("append_record", "append_external", "parse_frames", "encode_metadata", "decode_metadata"):
         monkeypatch.setattr(_framing, name, getattr(module, name))
-    monkeypatch.setattr(protocol, "parse_frames", module.parse_frames)
+    for name in ("parse_frames", "encode_metadata", "decode_metadata"):
+        monkeypatch.setattr(protocol, name, getattr(module, name))
     yield module
 
 
@@ -51,6 +55,27 @@ def test_large_bodies_travel_as_their_own_frames() -> None:
     records = protocol.parse_frames(frames)
     assert records[0][1] & FLAG_EXTERNAL_BODY and records[0][5] == big
     assert records[1][5] == b"small"
+
+
+@pytest.mark.parametrize("size", [10, 5000])
+def test_a_record_with_metadata_carries_its_section_at_the_start_of_its_body(size: int) -> None:
+    """Inline or external, the section is the first bytes of the body; other records are untouched."""
+    batch = BatchBuilder(external_threshold=1024)
+    payload = b"p" * size
+    batch.add(KIND_REQUEST, FLAG_METADATA, 7, 100, b"echo", protocol.encode_metadata({"trace": "abc"}, payload))
+    batch.add(KIND_EVENT, 0, 1, 9, b"tick", b"\xc0")
+    records = protocol.parse_frames(batch.take())
+    kind, flags, cid, _ttl, pattern, body = records[0]
+    assert (kind, cid, pattern) == (KIND_REQUEST, 7, b"echo") and flags & FLAG_METADATA
+    metadata, rest = protocol.decode_metadata(body)
+    assert metadata == {"trace": "abc"} and bytes(rest) == payload
+    assert records[1] == (KIND_EVENT, 0, 1, 9, b"tick", b"\xc0")
+
+
+def test_empty_metadata_is_shared_and_read_only() -> None:
+    assert len(EMPTY_METADATA) == 0
+    with pytest.raises(TypeError):
+        EMPTY_METADATA["k"] = "v"  # type: ignore[index]
 
 
 def test_inflight_resolves_each_id_once_and_counts_late_replies() -> None:

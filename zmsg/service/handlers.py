@@ -4,25 +4,39 @@ Decorators only attach metadata (``__zmsg_routes__``) to the function, so they w
 functions and on methods of a controller class alike; a ``Service`` binds them when they are
 registered or included. Binding reads the signature once: which parameter receives the payload
 (and its annotated type, for which a typed msgspec decoder is built now, not per message) and
-which one wants the ``Context``.
+which one wants the ``Context``. ``use=[...]`` attaches the handler's own middleware; a
+``ChainedHandler`` (built by the service at start, only when middleware applies) runs the
+pipeline around the bound handler.
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
 
 from zmsg.codec import Pattern, encode_pattern, typed_decoder
+from zmsg.pipeline import Middleware, check_middleware, run_chain
 from zmsg.protocol import RESERVED_PREFIX
 from zmsg.service.context import Context
 
-__all__ = ["message_pattern", "event_pattern", "Handler", "bind_handler", "ROUTES_ATTR", "MESSAGE", "EVENT",
-           "BROADCAST_EVENT"]
+__all__ = [
+    "message_pattern",
+    "event_pattern",
+    "Handler",
+    "ChainedHandler",
+    "bind_handler",
+    "check_use",
+    "ROUTES_ATTR",
+    "MESSAGE",
+    "EVENT",
+    "BROADCAST_EVENT",
+]
 
 ROUTES_ATTR = "__zmsg_routes__"
 MESSAGE = "message"
@@ -32,16 +46,26 @@ BROADCAST_EVENT = "broadcast_event"  # an event handler that runs on every insta
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _mark(role: str, pattern: Pattern) -> Callable[[F], F]:
+def check_use(use: Sequence[Middleware] | None) -> tuple[Middleware, ...]:
+    """Validate a decorator's ``use=[...]`` now, so a wrong middleware fails at import, not per call."""
+    if use is None:
+        return ()
+    if isinstance(use, (str, bytes)) or not isinstance(use, Sequence):
+        raise TypeError(f"use= takes a list of middleware, not {use!r}")
+    return tuple(check_middleware(mw) for mw in use)
+
+
+def _mark(role: str, pattern: Pattern, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
     route = encode_pattern(pattern)  # validates the pattern at decoration time
     if route.decode("utf-8", "replace").startswith(RESERVED_PREFIX):
         raise ValueError(f"patterns starting with {RESERVED_PREFIX!r} are reserved for zmsg itself")
+    chain = check_use(use)
 
     def decorate(func: F) -> F:
         if not callable(func):
             raise TypeError(f"@{role}_pattern must decorate a callable, not {func!r}")
-        routes: list[tuple[str, bytes]] = list(getattr(func, ROUTES_ATTR, ()))
-        routes.append((role, route))
+        routes: list[tuple[str, bytes, tuple[Middleware, ...]]] = list(getattr(func, ROUTES_ATTR, ()))
+        routes.append((role, route, chain))
         try:
             setattr(func, ROUTES_ATTR, routes)
         except AttributeError:  # bound methods: mark the underlying function
@@ -51,18 +75,23 @@ def _mark(role: str, pattern: Pattern) -> Callable[[F], F]:
     return decorate
 
 
-def message_pattern(pattern: Pattern) -> Callable[[F], F]:
-    """Mark a function or controller method as the request-reply handler of ``pattern``."""
-    return _mark(MESSAGE, pattern)
+def message_pattern(pattern: Pattern, *, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
+    """Mark a function or controller method as the request-reply handler of ``pattern``.
+
+    ``use`` lists middleware run around this handler only, inside the service-wide ones.
+    """
+    return _mark(MESSAGE, pattern, use)
 
 
-def event_pattern(pattern: Pattern, *, broadcast: bool = False) -> Callable[[F], F]:
+def event_pattern(pattern: Pattern, *, broadcast: bool = False,
+                  use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
     """Mark a function or controller method as a handler of the event ``pattern``.
 
     With several instances of the service an event runs its handlers on one instance only;
     ``broadcast=True`` makes this handler run on every instance (e.g. to drop a local cache).
+    ``use`` lists middleware run around this handler only, inside the service-wide ones.
     """
-    return _mark(BROADCAST_EVENT if broadcast else EVENT, pattern)
+    return _mark(BROADCAST_EVENT if broadcast else EVENT, pattern, use)
 
 
 @dataclass(slots=True)
@@ -77,6 +106,10 @@ class Handler:
     context_param: str | None
     positional_payload: bool
     broadcast: bool = False  # event handlers: run on every instance, not only the chosen one
+    use: tuple[Middleware, ...] = ()  # the handler's own middleware (``use=[...]``)
+    # Dispatch builds a Context only when someone reads it: the handler, a middleware or an
+    # exception handler (the service sets this at start).
+    wants_context: bool = False
 
     def call(self, payload: Any, context: Context | None) -> Any:
         if self.context_param is None:
@@ -91,7 +124,33 @@ class Handler:
         return self.func(**kwargs)
 
 
-def bind_handler(func: Callable[..., Any]) -> Handler:
+@dataclass(slots=True)
+class ChainedHandler(Handler):
+    """A handler with middleware: ``call`` returns the pipeline's coroutine (so it is async).
+
+    Built by the service at start from a bound ``Handler`` only when middleware applies to it,
+    so handlers without middleware keep their direct (and for sync ones, inline) call.
+    """
+
+    chain: tuple[Middleware, ...] = ()
+    inner: Handler | None = None
+
+    @classmethod
+    def around(cls, inner: Handler, chain: tuple[Middleware, ...]) -> ChainedHandler:
+        return cls(func=inner.func, name=inner.name, is_async=True, decoder=inner.decoder,
+                   payload_param=inner.payload_param, context_param=inner.context_param,
+                   positional_payload=inner.positional_payload, use=inner.use, wants_context=True,
+                   broadcast=inner.broadcast,
+                   chain=chain, inner=inner)
+
+    def call(self, payload: Any, context: Context | None) -> Any:
+        inner = self.inner
+        assert inner is not None
+        endpoint = partial(inner.call, payload, context if inner.context_param is not None else None)
+        return run_chain(self.chain, context, endpoint)
+
+
+def bind_handler(func: Callable[..., Any], use: Sequence[Middleware] | None = None) -> Handler:
     """Inspect ``func`` once and build what dispatch needs to call it fast."""
     target = inspect.unwrap(func)
     try:
@@ -131,4 +190,6 @@ def bind_handler(func: Callable[..., Any]) -> Handler:
         payload_param=payload_param,
         context_param=context_param,
         positional_payload=positional_payload,
+        use=check_use(use),
+        wants_context=context_param is not None,
     )

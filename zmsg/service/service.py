@@ -16,17 +16,25 @@ handlers in the same batch) is skipped, since its caller has already given up. A
 from the caller cancels the handler's task if it is still running, and no reply is sent.
 Events carry their emitter's id and sequence number; a jump in the sequence is counted as
 missed events for that emitter (``event_gaps``) and logged.
+
+Metadata, middleware and exception handlers (zmsg/pipeline.py) cost nothing when unused: a record
+without FLAG_METADATA takes the path it always took, and a handler no middleware applies to is
+called directly (sync ones inline). At start, each handler with middleware is wrapped once in a
+``ChainedHandler`` whose call is the pipeline's coroutine; exception handlers are consulted only
+on the failure path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from zmsg import __version__ as _zmsg_version, codec
@@ -35,9 +43,12 @@ from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, er
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import FrameError, RpcException, ZmsgError
 from zmsg.event_sequence import IN_ORDER, EventGaps
+from zmsg.pipeline import NO_MATCH, ExceptionHandlers, Middleware, check_middleware
 from zmsg.protocol import (
     BROADCAST_TOPIC,
+    EMPTY_METADATA,
     FLAG_BROADCAST_ONLY,
+    FLAG_METADATA,
     FLUSH_EXTERNAL_BYTES,
     HEALTH_PATTERN,
     HELLO_PATTERN,
@@ -51,6 +62,7 @@ from zmsg.protocol import (
     RESERVED_PREFIX,
     VERSION,
     BatchBuilder,
+    decode_metadata,
     event_batch_start,
     instance_topic,
     parse_frames,
@@ -62,6 +74,7 @@ from zmsg.service.handlers import (
     EVENT,
     MESSAGE,
     ROUTES_ATTR,
+    ChainedHandler,
     Handler,
     bind_handler,
     event_pattern,
@@ -76,6 +89,7 @@ __all__ = ["Service", "ServiceStats"]
 log = logging.getLogger("zmsg.service")
 
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E", bound=Callable[..., Any])
 
 
 class RequestRoute(Protocol):
@@ -115,6 +129,8 @@ class ServiceStats:
     queued: int = 0
     events_missed: int = 0
     events_out_of_order: int = 0
+    malformed_metadata: int = 0
+    exceptions_handled: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -161,6 +177,8 @@ class Service:
         self.max_message_size = max_message_size
         self.stats = ServiceStats()
         self._message_handlers: dict[bytes, Handler] = {}
+        self._middleware: list[Middleware] = []
+        self._exception_handlers = ExceptionHandlers()
         self._event_handlers: dict[bytes, list[Handler]] = {}
         self._router: RequestRoute | None = None
         self._subscriber: Channel | None = None
@@ -187,27 +205,63 @@ class Service:
 
     # -- registration ----------------------------------------------------------------------
 
-    def message_pattern(self, pattern: Pattern) -> Callable[[F], F]:
-        """Register the decorated function as the request-reply handler of ``pattern``."""
-        mark = message_pattern(pattern)
+    def message_pattern(self, pattern: Pattern, *, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
+        """Register the decorated function as the request-reply handler of ``pattern``.
+
+        ``use`` lists middleware run around this handler only, inside the service-wide ones.
+        """
+        mark = message_pattern(pattern, use=use)
 
         def decorate(func: F) -> F:
-            self._add(MESSAGE, encode_pattern(pattern), func)
+            self._add(MESSAGE, encode_pattern(pattern), func, use)
             return mark(func)
 
         return decorate
 
-    def event_pattern(self, pattern: Pattern, *, broadcast: bool = False) -> Callable[[F], F]:
+    def event_pattern(self, pattern: Pattern, *, broadcast: bool = False,
+                      use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
         """Register the decorated function as a handler of the event ``pattern``.
 
         Several instances of a service (workers, hosts) handle each event once, on one of them;
-        ``broadcast=True`` runs this handler on every instance instead.
+        ``broadcast=True`` runs this handler on every instance instead. ``use`` lists middleware
+        run around this handler only, inside the service-wide ones.
         """
-        mark = event_pattern(pattern, broadcast=broadcast)
+        mark = event_pattern(pattern, broadcast=broadcast, use=use)
 
         def decorate(func: F) -> F:
-            self._add(BROADCAST_EVENT if broadcast else EVENT, encode_pattern(pattern), func)
+            self._add(BROADCAST_EVENT if broadcast else EVENT, encode_pattern(pattern), func, use)
             return mark(func)
+
+        return decorate
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Run ``async def middleware(ctx, call_next)`` around every message and event handler.
+
+        Middleware runs outermost first in the order added, around each handler's own
+        ``use=[...]``. ``await call_next()`` runs the rest of the chain and returns the
+        handler's result; a middleware may transform it, answer without calling ``call_next``,
+        or raise (``RpcException`` reaches the caller as it is). Returns ``middleware``.
+        """
+        if self._router is not None:
+            raise RuntimeError("middleware must be added before the service starts")
+        self._middleware.append(check_middleware(middleware))
+        return middleware
+
+    def exception_handler(self, exc_type: type[BaseException]) -> Callable[[E], E]:
+        """Register ``def handler(exc, ctx) -> dict | str`` (sync or async) for ``exc_type``.
+
+        Its return value is the error object the caller's ``RpcException`` carries; for events
+        it is only logged. The most specific registered class in the exception's MRO wins, for
+        exceptions raised by handlers and by middleware alike (``RpcException`` too, when a
+        handler for it or one of its bases is registered; re-raise it to keep it as it is).
+        Without a match, today's rules apply.
+        """
+        if self._router is not None:
+            raise RuntimeError("exception handlers must be registered before the service starts")
+
+        def decorate(func: E) -> E:
+            self._exception_handlers.add(exc_type, func)
+            return func
 
         return decorate
 
@@ -220,19 +274,19 @@ class Service:
             if not routes:
                 continue
             bound = getattr(controller, attr)
-            for role, route in routes:
-                self._add(role, route, bound)
+            for role, route, use in routes:
+                self._add(role, route, bound, use)
                 found += 1
         if not found:
             raise ValueError(f"{type(controller).__name__} has no @message_pattern or @event_pattern methods")
         return controller
 
-    def _add(self, role: str, route: bytes, func: Callable[..., Any]) -> None:
+    def _add(self, role: str, route: bytes, func: Callable[..., Any], use: Sequence[Middleware] | None = None) -> None:
         if self._router is not None:
             raise RuntimeError("handlers must be registered before the service starts")
         if route.decode("utf-8", "replace").startswith(RESERVED_PREFIX):
             raise ValueError(f"patterns starting with {RESERVED_PREFIX!r} are reserved for zmsg itself")
-        handler = bind_handler(func)
+        handler = bind_handler(func, use)
         if role == MESSAGE:
             existing = self._message_handlers.get(route)
             if existing is not None and existing.func != func:
@@ -244,6 +298,24 @@ class Service:
         else:
             handler.broadcast = role == BROADCAST_EVENT
             self._event_handlers.setdefault(route, []).append(handler)
+
+    def _bind_pipeline(self) -> None:
+        """Wrap, once, each handler that middleware applies to; leave the others as they are."""
+        service_wide = tuple(self._middleware)
+        with_context = bool(self._exception_handlers)
+
+        def bound(handler: Handler) -> Handler:
+            if isinstance(handler, ChainedHandler):  # started before: rebuild from the plain one
+                assert handler.inner is not None
+                handler = handler.inner
+            handler.wants_context = handler.context_param is not None or with_context
+            chain = service_wide + handler.use
+            return ChainedHandler.around(handler, chain) if chain else handler
+
+        for route, handler in self._message_handlers.items():
+            self._message_handlers[route] = bound(handler)
+        for handlers in self._event_handlers.values():
+            handlers[:] = [bound(handler) for handler in handlers]
 
     @property
     def message_patterns(self) -> list[str]:
@@ -317,6 +389,7 @@ class Service:
         if self._router is not None:
             raise RuntimeError(f"service {self.name!r} is already started")
         self._loop = asyncio.get_running_loop()
+        self._bind_pipeline()  # middleware and exception handlers, for sockets and memory alike
         self._router, self._subscriber = router, subscriber
         # Replies of sync handlers are flushed once the reader has drained its socket.
         router.on_idle = self._flush_replies
@@ -388,13 +461,19 @@ class Service:
             records = exc.records
             if exc.correlation_id:
                 self._reply_error(identity, exc.correlation_id, error_object(400, f"Malformed message: {exc}"))
-        for kind, _flags, cid, ttl_ms, pattern, body in records:
+        for kind, flags, cid, ttl_ms, pattern, body in records:
             if kind == KIND_REQUEST:
-                self._dispatch_request(identity, cid, ttl_ms, pattern, body)
+                if flags & FLAG_METADATA:
+                    self._dispatch_request_with_metadata(identity, cid, ttl_ms, pattern, body)
+                else:
+                    self._dispatch_request(identity, cid, ttl_ms, pattern, body)
             elif kind == KIND_CANCEL:
                 self._cancel(identity, cid)
             elif kind == KIND_EVENT:
-                self._dispatch_event(pattern, body, cid, ttl_ms)
+                if flags & FLAG_METADATA:
+                    self._dispatch_event_with_metadata(pattern, body, cid, ttl_ms)
+                else:
+                    self._dispatch_event(pattern, body, cid, ttl_ms)
             else:
                 self.stats.unsupported_kinds += 1
                 name = KIND_NAMES.get(kind, "unknown")
@@ -402,7 +481,22 @@ class Service:
                 if cid:
                     self._reply_error(identity, cid, error_object(400, f"Unsupported record kind {kind} ({name})"))
 
-    def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes) -> None:
+    def _dispatch_request_with_metadata(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes,
+                                        body: bytes) -> None:
+        try:
+            metadata, payload = decode_metadata(body)
+        except FrameError as exc:
+            self.stats.requests += 1
+            self.stats.malformed_metadata += 1
+            self._peer_log.warning("%s: rejected request %d from %s: malformed metadata: %s",
+                                   self.name, cid, identity.hex(), exc)
+            self._reply_error(identity, cid, error_object(400, f"Malformed metadata: {exc}"))
+            return
+        self._dispatch_request(identity, cid, ttl_ms, pattern, payload,  # type: ignore[arg-type]
+                               MappingProxyType(metadata) if metadata else EMPTY_METADATA)
+
+    def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes,
+                          metadata: Mapping[str, str] = EMPTY_METADATA) -> None:
         self.stats.requests += 1
         handler = self._message_handlers.get(pattern)
         if handler is None:
@@ -428,8 +522,8 @@ class Service:
             return
         deadline = self._received_at + ttl_ms / 1000 if ttl_ms else None
         ctx = None
-        if handler.context_param is not None:
-            ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name, "request", deadline)
+        if handler.wants_context:
+            ctx = Context(pattern_repr(pattern), cid, identity.hex(), self.name, "request", deadline, metadata, payload)
         if handler.is_async and self.max_concurrency is not None and len(self._running) >= self.max_concurrency:
             self.stats.queued += 1
             self._waiting.append((identity, cid, handler, payload, ctx, deadline))
@@ -445,14 +539,14 @@ class Service:
         try:
             result = handler.call(payload, ctx)
         except Exception as exc:
-            self._handler_failed(identity, cid, handler, exc)
+            self._handler_failed(identity, cid, handler, exc, ctx)
             return
         if handler.is_async:
             task = asyncio.ensure_future(result)
             key = (identity, cid)
             self._tasks.add(task)
             self._running[key] = task
-            task.add_done_callback(lambda t: self._async_done(t, key, handler))
+            task.add_done_callback(lambda t: self._async_done(t, key, handler, ctx))
         else:
             self._reply(identity, cid, result)
 
@@ -469,7 +563,8 @@ class Service:
                 self.stats.cancelled += 1
                 return
 
-    def _async_done(self, task: asyncio.Task[Any], key: tuple[bytes, int], handler: Handler) -> None:
+    def _async_done(self, task: asyncio.Task[Any], key: tuple[bytes, int], handler: Handler,
+                    ctx: Context | None) -> None:
         self._tasks.discard(task)
         identity, cid = key
         cancelled_by_caller = self._running.pop(key, None) is None
@@ -477,7 +572,7 @@ class Service:
             if not cancelled_by_caller:  # cancelled here (shutdown): tell the caller
                 self._reply_error(identity, cid, error_object(503, "Request cancelled by the service"))
         elif (exc := task.exception()) is not None:
-            self._handler_failed(identity, cid, handler, exc)
+            self._handler_failed(identity, cid, handler, exc, ctx)
         elif not cancelled_by_caller:
             self._reply(identity, cid, task.result())
         self._start_waiting()
@@ -489,12 +584,53 @@ class Service:
         while waiting and (limit is None or len(self._running) < limit):
             self._run_handler(*waiting.popleft())
 
-    def _handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException) -> None:
+    def _handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
+                        ctx: Context | None = None) -> None:
+        if self._exception_handlers and self._handle_exception(identity, cid, handler, exc, ctx):
+            return
         if isinstance(exc, RpcException):
             self._reply_error(identity, cid, exc.error)
             return
         self.stats.handler_errors += 1
         log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc)
+        self._reply_error(identity, cid, INTERNAL_ERROR)
+
+    def _handle_exception(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
+                          ctx: Context | None) -> bool:
+        """Answer ``exc`` with its exception handler's error object; False when none matches."""
+        try:
+            outcome = self._exception_handlers.handle(exc, ctx)
+        except Exception as failure:
+            self._exception_handler_failed(identity, cid, handler, exc, failure)
+            return True
+        if outcome is NO_MATCH:
+            return False
+        if inspect.isawaitable(outcome):
+            task = asyncio.ensure_future(outcome)
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: self._exception_handled(t, identity, cid, handler, exc))
+            return True
+        self.stats.exceptions_handled += 1
+        self._reply_error(identity, cid, outcome)
+        return True
+
+    def _exception_handled(self, task: asyncio.Task[Any], identity: bytes, cid: int, handler: Handler,
+                           exc: BaseException) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            self._reply_error(identity, cid, error_object(503, "Request cancelled by the service"))
+        elif (failure := task.exception()) is not None:
+            self._exception_handler_failed(identity, cid, handler, exc, failure)
+        else:
+            self.stats.exceptions_handled += 1
+            self._reply_error(identity, cid, task.result())
+        self._schedule_flush()
+
+    def _exception_handler_failed(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
+                                  failure: BaseException) -> None:
+        self.stats.handler_errors += 1
+        log.error("%s: the exception handler for %s raised by %s failed", self.name, type(exc).__name__,
+                  handler.name, exc_info=failure)
         self._reply_error(identity, cid, INTERNAL_ERROR)
 
     def _reply(self, identity: bytes, cid: int, result: Any) -> None:
@@ -557,12 +693,30 @@ class Service:
             records = exc.records
         for kind, flags, seq, emitter, pattern, body in records:
             if kind == KIND_EVENT:
-                self._dispatch_event(pattern, body, seq, emitter, flags)
+                if flags & FLAG_METADATA:
+                    self._dispatch_event_with_metadata(pattern, body, seq, emitter, flags)
+                else:
+                    self._dispatch_event(pattern, body, seq, emitter, flags=flags)
             else:
                 self.stats.unsupported_kinds += 1
                 self._peer_log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
 
-    def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0, flags: int = 0) -> None:
+    def _dispatch_event_with_metadata(self, pattern: bytes, body: bytes, seq: int, emitter: int,
+                                      flags: int = 0) -> None:
+        try:
+            metadata, payload = decode_metadata(body)
+        except FrameError as exc:
+            self.stats.events += 1
+            self.stats.malformed_metadata += 1
+            if emitter:
+                self._track_sequence(emitter, seq)
+            self._peer_log.warning("%s: dropped event %r: malformed metadata: %s", self.name, pattern_repr(pattern), exc)
+            return
+        self._dispatch_event(pattern, payload, seq, emitter,  # type: ignore[arg-type]
+                             MappingProxyType(metadata) if metadata else EMPTY_METADATA, flags)
+
+    def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0,
+                        metadata: Mapping[str, str] = EMPTY_METADATA, flags: int = 0) -> None:
         self.stats.events += 1
         if emitter:
             self._track_sequence(emitter, seq)
@@ -573,18 +727,20 @@ class Service:
         for handler in handlers:
             if broadcast_only and not handler.broadcast:
                 continue  # another instance was chosen to run this handler
+            ctx = None
             try:
                 payload = codec.decode_with(handler.decoder, body) if handler.decoder is not None else None
-                ctx = (Context(pattern_repr(pattern), seq, f"{emitter:08x}" if emitter else "", self.name, "event")
-                       if handler.context_param is not None else None)
+                if handler.wants_context:
+                    ctx = Context(pattern_repr(pattern), seq, f"{emitter:08x}" if emitter else "", self.name, "event",
+                                  None, metadata, payload)
                 result = handler.call(payload, ctx)
             except Exception as exc:
-                self._event_failed(pattern, handler, exc)
+                self._event_failed(pattern, handler, exc, ctx)
                 continue
             if handler.is_async:
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
-                task.add_done_callback(lambda t, h=handler: self._event_done(t, pattern, h))
+                task.add_done_callback(lambda t, h=handler, c=ctx: self._event_done(t, pattern, h, c))
 
     @property
     def event_sequences(self) -> dict[int, int]:
@@ -611,17 +767,49 @@ class Service:
             self._peer_log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
                                    self.name, seen.missed, emitter, seen.previous, seq)
 
-    def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler) -> None:
+    def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler, ctx: Context | None) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            self._event_failed(pattern, handler, exc)
+            self._event_failed(pattern, handler, exc, ctx)
 
-    def _event_failed(self, pattern: bytes, handler: Handler, exc: BaseException) -> None:
+    def _event_failed(self, pattern: bytes, handler: Handler, exc: BaseException, ctx: Context | None = None) -> None:
         self.stats.event_handler_errors += 1
+        if self._exception_handlers and not isinstance(exc, PayloadError):
+            try:
+                outcome = self._exception_handlers.handle(exc, ctx)
+            except Exception as failure:
+                log.error("%s: the exception handler for %s raised by event handler %s failed", self.name,
+                          type(exc).__name__, handler.name, exc_info=failure)
+                return
+            if outcome is not NO_MATCH:
+                if inspect.isawaitable(outcome):
+                    task = asyncio.ensure_future(outcome)
+                    self._tasks.add(task)
+                    task.add_done_callback(lambda t: self._event_exception_handled(t, pattern, handler, exc))
+                else:
+                    self._log_handled_event(pattern, handler, exc, outcome)
+                return
         if isinstance(exc, (PayloadError, ZmsgError)):
             self._peer_log.warning("%s: event %r rejected by %s: %s", self.name, pattern_repr(pattern), handler.name, exc)
         else:
             log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc)
+
+    def _event_exception_handled(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler,
+                                 exc: BaseException) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        if (failure := task.exception()) is not None:
+            log.error("%s: the exception handler for %s raised by event handler %s failed", self.name,
+                      type(exc).__name__, handler.name, exc_info=failure)
+        else:
+            self._log_handled_event(pattern, handler, exc, task.result())
+
+    def _log_handled_event(self, pattern: bytes, handler: Handler, exc: BaseException, error: Any) -> None:
+        # Events have no caller to answer: the mapped error object is only logged.
+        self.stats.exceptions_handled += 1
+        self._peer_log.warning("%s: event %r: %s raised %s, handled as %r", self.name, pattern_repr(pattern),
+                               handler.name, type(exc).__name__, error)
 
     # -- built-in patterns -----------------------------------------------------------------
 

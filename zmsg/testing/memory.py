@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self
 
 from zmsg import codec
@@ -24,9 +24,12 @@ from zmsg.client_core import (
     EventStamper,
     call_timeout,
     check_size,
+    merge_metadata,
     read_replies,
+    reply_decoder,
     reply_value,
     request_ttl_ms,
+    with_metadata,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
@@ -75,7 +78,7 @@ class TestClient:
         self.timeout = call_timeout(timeout, DEFAULTS.timeout)
         self.max_message_size = max_message_size
         self.grace = grace
-        self._inflight: InFlight[asyncio.Future[Any]] = InFlight()
+        self._inflight: InFlight[tuple[asyncio.Future[Any], Any]] = InFlight()
         self._stamper = EventStamper()
         self._route: _MemoryRoute | None = None
 
@@ -88,28 +91,31 @@ class TestClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.service.stop(grace=self.grace)
-        for _cid, future in self._inflight.drain():
+        for _cid, (future, _decoder) in self._inflight.drain():
             if not future.done():
                 future.set_exception(ServiceUnavailable("test client closed"))
         self._route = None
 
     # -- requests --------------------------------------------------------------------------
 
-    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None) -> Awaitable[Any]:
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+             metadata: Mapping[str, str] | None = None, response_type: Any = None) -> Awaitable[Any]:
         """Request-reply, as ``ClientProxy.send``: nothing happens until it is awaited."""
-        return self._request(pattern, data, call_timeout(timeout, self.timeout))
+        return self._request(pattern, data, call_timeout(timeout, self.timeout), merge_metadata(None, metadata),
+                             reply_decoder(response_type))
 
-    async def _request(self, pattern: Pattern, data: Any, timeout: float) -> Any:
+    async def _request(self, pattern: Pattern, data: Any, timeout: float, metadata: dict[str, str] | None = None,
+                       decoder: Any = None) -> Any:
         route = encode_pattern(pattern)
-        body = codec.encode(data)
+        flags, body = with_metadata(codec.encode(data), metadata)
         check_size(route, body, self.max_message_size)
         if self._route is None:
             raise ServiceUnavailable("the TestClient is not started: use `async with TestClient(service)`")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         cid = self._inflight.new_id()
-        self._inflight.add(cid, future, math.inf)  # its timeout is the awaiting task's
+        self._inflight.add(cid, (future, decoder), math.inf)  # its timeout is the awaiting task's
         batch = BatchBuilder()
-        batch.add(KIND_REQUEST, 0, cid, request_ttl_ms(timeout), route, body)
+        batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
         self._deliver(batch.take())
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -132,26 +138,27 @@ class TestClient:
     def _on_replies(self, frames: list[Any]) -> None:
         records, _fault = read_replies(frames)
         for kind, _flags, cid, _ttl, _pattern, body in records:
-            future = self._inflight.resolve(cid)
-            if future is None or future.done():
+            waiter = self._inflight.resolve(cid)
+            if waiter is None or waiter[0].done():
                 continue
+            future = waiter[0]
             try:
-                future.set_result(reply_value(kind, cid, body))
+                future.set_result(reply_value(kind, cid, body, waiter[1]))
             except ZmsgError as exc:
                 future.set_exception(exc)
 
     # -- events ----------------------------------------------------------------------------
 
-    async def emit(self, pattern: Pattern, data: Any = None) -> None:
+    async def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> None:
         """Publish an event to the service; returns once every handler it started has finished
         (their failures stay on the service side, logged and counted, as over the network)."""
         route = encode_pattern(pattern)
-        body = codec.encode(data)
+        flags, body = with_metadata(codec.encode(data), merge_metadata(None, metadata))
         check_size(route, body, self.max_message_size)
         if self._route is None:
             raise ServiceUnavailable("the TestClient is not started: use `async with TestClient(service)`")
         batch = BatchBuilder()
-        self._stamper.stamp(batch, route, body)
+        self._stamper.stamp(batch, route, body, flags)
         before = set(self.service._tasks)
         self.service._on_event_message(batch.take())
         started = self.service._tasks - before
@@ -197,8 +204,10 @@ class SyncTestClient:
 
         return self._runner.run(wrapped())
 
-    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None) -> Any:
-        return self._run(self._client.send(pattern, data, timeout=timeout))
+    def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+             metadata: Mapping[str, str] | None = None, response_type: Any = None) -> Any:
+        return self._run(self._client.send(pattern, data, timeout=timeout, metadata=metadata,
+                                           response_type=response_type))
 
-    def emit(self, pattern: Pattern, data: Any = None) -> None:
-        self._run(self._client.emit(pattern, data))
+    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> None:
+        self._run(self._client.emit(pattern, data, metadata=metadata))
