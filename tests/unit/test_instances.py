@@ -120,3 +120,14 @@ def test_a_name_with_several_addresses_becomes_one_endpoint_each() -> None:
 
     assert resolved_endpoints(5555, ["10.0.0.1", "10.0.0.2", "10.0.0.1", "fd00::3"]) == [
         "tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555", "tcp://[fd00::3]:5555"]
+
+
+def test_an_events_own_flags_travel_with_every_copy() -> None:
+    from zmsg.protocol import FLAG_METADATA
+
+    router = EventRouter(emitter_id=7)
+    router.set_instances([("tcp://h:1", A, frozenset({b"flush"})), ("tcp://h:2", B, frozenset({b"flush"}))])
+    grown = router.route(b"flush", b"\xc0", {A, B}, FLAG_METADATA)
+    assert grown is not None
+    flags = sorted(_records(r.take())[0][0] for r in grown)
+    assert flags == [FLAG_METADATA, FLAG_METADATA | FLAG_BROADCAST_ONLY]
