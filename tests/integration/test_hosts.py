@@ -65,6 +65,14 @@ async def _ask(endpoint: str, pattern: str, data: Any = None) -> Any:
         return await one.send(pattern, data)
 
 
+async def _until(probe: Any, what: str, expected: int = 1) -> None:
+    for _ in range(200):
+        if await probe() >= expected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
 class Traffic:
     """Requests and events the test sends, and what became of each."""
 
@@ -102,6 +110,11 @@ async def test_a_host_cut_off_and_back_loses_nothing_silently() -> None:
         endpoints = [_serve(h) for h in (one, two, three)]
         pids = [await _ask(e, "pid") for e in endpoints]
         async with zmsg.ClientProxy(endpoints, timeout=TIMEOUT, heartbeat=HEARTBEAT, emit_timeout=TIMEOUT) as client:
+            # A loss shows as a gap in the sequence an instance receives from an emitter, so only
+            # after its first event: give every instance one (a broadcast event reaches each).
+            await client.emit("config_changed", 0)
+            for endpoint in endpoints:
+                await _until(lambda e=endpoint: _ask(e, "events_seen", "config_changed"), "the first event")
             traffic = Traffic(client)
             assert await traffic.round() == set(pids)  # all three take requests
 
@@ -125,6 +138,19 @@ async def test_a_host_cut_off_and_back_loses_nothing_silently() -> None:
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("the healed host was never used again")
+            # Events too: a loss is seen as a gap when the instance receives the emitter's next
+            # event. A broadcast event waits until every instance is subscribed again (host three
+            # included) and then reaches each of them, so host three's next event comes after it.
+            for attempt in range(5):
+                try:
+                    await client.emit("config_changed", attempt + 1)
+                    break
+                except ServiceUnavailable:  # its subscription is not back yet: emit waited, then refused
+                    continue
+            else:
+                raise AssertionError("host three never subscribed again")
+            await _until(lambda: _ask(endpoints[2], "events_seen", "config_changed"), "the broadcast event",
+                         expected=2)
             await traffic.round()
             assert traffic.unavailable == failed_during_cut  # nothing failed once healed
             assert traffic.timeouts == 0

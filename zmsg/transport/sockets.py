@@ -47,6 +47,10 @@ def _heartbeat(sock: zmq.Socket[Any], interval: float | None) -> None:
         sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ivl)
         sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * ivl)
+        # A connect attempt made while the peer is unreachable waits in the kernel's SYN retries
+        # (1, 3, 7, 15 s...); bounded like a heartbeat, ZeroMQ starts a fresh one instead, so a
+        # healed link is used again within seconds (connecting sockets only).
+        sock.setsockopt(zmq.CONNECT_TIMEOUT, 3 * ivl)
 
 
 def context() -> zmq.Context[Any]:
