@@ -78,3 +78,24 @@ def test_dispatch_batch_of_32_events(benchmark: BenchmarkFixture) -> None:
     frames = [_batch(KIND_EVENT, b"user_created", body, 32)]
     benchmark(service._on_event_message, frames)
     assert service.stats.event_handler_errors == 0
+
+
+def test_dispatch_batch_of_32_requests_with_metadata(benchmark: BenchmarkFixture) -> None:
+    """The same batch, each record with a two-entry metadata section (what metadata costs)."""
+    from zmsg.protocol import FLAG_METADATA, encode_metadata
+
+    service = _service()
+    body = encode_metadata({"authorization": "Bearer 0123456789abcdef", "traceparent": "00-abc-def-01"},
+                           codec.encode(SUM_PAYLOAD))
+    buf = bytearray()
+    for cid in range(1, 33):
+        append_record(buf, KIND_REQUEST, FLAG_METADATA, cid, 10001, codec.encode_pattern({"cmd": "sum"}), body)
+    frames = [IDENTITY, bytes(buf)]
+    pending = service._pending
+
+    def dispatch() -> None:
+        service._on_request_message(frames)
+        pending.clear()
+
+    benchmark(dispatch)
+    assert service.stats.replies > 0 and service.stats.errors_sent == 0

@@ -87,11 +87,12 @@ class ServedProcess:
 
 
 def start_serve(target: str, *args: str, cwd: Path = SERVICES_DIR, env: dict[str, str] | None = None,
-                timeout: float = 30.0) -> ServedProcess:
-    """Start ``zmsg serve TARGET`` and wait for the line naming its bound endpoint."""
+                timeout: float = 30.0, python: tuple[str, ...] = ("-m", "zmsg")) -> ServedProcess:
+    """Start ``zmsg serve TARGET`` and wait for the line naming its bound endpoint
+    (``python``: how the interpreter runs the command, e.g. ``("-c", CODE)`` to set limits first)."""
     proc_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "zmsg", "serve", target, "--bind", "tcp://127.0.0.1:0", *args],
+        [sys.executable, *python, "serve", target, "--bind", "tcp://127.0.0.1:0", *args],
         cwd=cwd, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + timeout

@@ -50,6 +50,8 @@ _EXPORTS = {
     "write_keypair": "zmsg.transport.security",
     "load_keypair": "zmsg.transport.security",
     "load_public_key": "zmsg.transport.security",
+    # performance: keep large payload buffers in the heap (glibc), see zmsg/allocator.py
+    "tune_allocator": "zmsg.allocator",
     # errors
     "ZmsgError": "zmsg.errors",
     "RpcException": "zmsg.errors",
@@ -69,6 +71,9 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # explicit "X as X" re-exports, one import per module, so type checkers see the API
+    from zmsg.allocator import (
+        tune_allocator as tune_allocator,
+    )
     from zmsg.client import (
         ClientProxy as ClientProxy,
         PendingRequest as PendingRequest,

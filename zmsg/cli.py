@@ -12,6 +12,7 @@ from zmsg.commands import ExitCode, exit_code_for
 from zmsg.config import CONFIG_ENV, CONFIG_FILE, Config, load_config
 from zmsg.errors import ConfigError, RpcException, ZmsgError
 from zmsg.serving import Ready, load_service, serve
+from zmsg.transport import validate_endpoint
 from zmsg.transport.security import write_keypair
 
 __all__ = ["main", "load_service", "build_parser", "ExitCode"]
@@ -35,7 +36,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "app": args.target, "bind": args.bind, "events_bind": args.events_bind, "log_level": args.log_level,
         "log_format": args.log_format, "grace": args.grace, "loop": args.loop,
         "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
-        "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow, "workers": args.workers,
+        "max_peer_buffer": args.max_peer_buffer,
+        "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
+        "insecure": args.insecure, "allow_from": args.allow_from, "workers": args.workers,
     }, flags=flags)
 
     def ready(info: Ready) -> None:
@@ -71,8 +74,57 @@ def _cmd_emit(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    if args.schema:
+        document = _with_client(args, commands.schema)
+        print(_dump(document, args.yaml), flush=True)
+        return ExitCode.OK
+    if args.yaml:
+        raise CliError("--yaml goes with --schema", ExitCode.USAGE)
     answer = _with_client(args, commands.info)
     print(commands.to_json(answer) if args.json else commands.format_info(answer), flush=True)
+    return ExitCode.OK
+
+
+def _dump(document: dict[str, Any], yaml: bool) -> str:
+    from zmsg import contract
+
+    try:
+        return contract.dumps(document, yaml=yaml)
+    except ImportError:
+        raise CliError("--yaml needs PyYAML, which is not installed (pip install 'zmsg[yaml]'); "
+                       "the default output is JSON") from None
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from zmsg import contract
+
+    service = load_service(args.target)
+    endpoint = None
+    if args.endpoint is not None:
+        try:
+            endpoint = validate_endpoint(args.endpoint)
+        except ZmsgError as exc:
+            raise ConfigError(str(exc)) from None
+    print(_dump(contract.service_document(service, endpoint), args.yaml), flush=True)
+    return ExitCode.OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from zmsg import contract
+
+    saved = contract.load_document(args.file)
+    current = _with_client(args, commands.schema)
+    changes = contract.compare(saved, current)
+    breaking = [c for c in changes if c.breaking]
+    for change in sorted(changes, key=lambda c: not c.breaking):
+        print(change, flush=True)
+    name = current.get("info", {}).get("title", "?")
+    if breaking:
+        print(f"zmsg: {name!r} at {args.endpoint} is INCOMPATIBLE with {args.file}: "
+              f"{len(breaking)} incompatible change(s), {len(changes) - len(breaking)} compatible", file=sys.stderr)
+        return ExitCode.INCOMPATIBLE
+    print(f"zmsg: {name!r} at {args.endpoint} is compatible with {args.file} "
+          f"({len(changes)} compatible change(s))", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -87,8 +139,12 @@ def _cmd_health(args: argparse.Namespace) -> int:
 _SERVE_EPILOG = """\
 examples:
   zmsg serve users:service --bind tcp://127.0.0.1:5555
-  zmsg serve app:make_service --bind 'tcp://*:5555' --events-bind 'tcp://*:5556' --log-format json
-  ZMSG_SERVE_BIND=tcp://0.0.0.0:5555 zmsg serve users:service
+  zmsg serve app:make_service --bind 'tcp://*:5555' --events-bind 'tcp://*:5556' --insecure
+  ZMSG_SERVE_BIND=tcp://0.0.0.0:5555 zmsg serve users:service --allow-from 10.1.0.0/16
+
+Binding an address other hosts can reach (anything but 127.0.0.0/8 and ::1 for TCP; ipc and
+inproc are local) needs CURVE (--curve-secret-key with --curve-allow), --allow-from, or
+--insecure; otherwise serve exits 2 with a one-line error. SIGHUP re-reads the CURVE allow-list.
 
 Every option can also be set as ZMSG_SERVE_<OPTION> (e.g. ZMSG_SERVE_LOG_LEVEL=debug) or in the
 [serve] table of zmsg.toml (app = "users:service"); flags win over the environment, the
@@ -123,6 +179,12 @@ examples:
   zmsg info tcp://127.0.0.1:5555
   zmsg info tcp://127.0.0.1:5555 --json | jq .message_patterns
 """ + _CLIENT_NOTE
+
+_CHECK_EPILOG = """\
+examples:
+  zmsg schema users:service > users.asyncapi.json        # at release time, kept in the repository
+  zmsg check tcp://127.0.0.1:5555 users.asyncapi.json    # in CI, against the new build
+""" + _CLIENT_NOTE.replace("5 service unreachable.", "5 service unreachable, 6 incompatible change.")
 
 _HEALTH_EPILOG = """\
 examples:
@@ -187,10 +249,18 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="largest frame accepted (default: the Service's, 64 MiB)")
     serve.add_argument("--max-concurrency", type=int, metavar="N",
                        help="async handlers running at once; more wait in order (default: the Service's)")
+    serve.add_argument("--max-peer-buffer", type=int, metavar="BYTES",
+                       help="unread reply bytes one client may have before its requests are refused "
+                            "(default: the Service's, 16 MiB)")
     serve.add_argument("--curve-secret-key", metavar="FILE",
                        help="turn CURVE on with this secret key file (see zmsg keygen)")
     serve.add_argument("--curve-allow", metavar="KEY|FILE|DIR", action="append",
                        help="a client public key allowed in (Z85, .key file, or directory of them); repeatable")
+    serve.add_argument("--insecure", action="store_true", default=None,
+                       help="allow binding an address other hosts can reach without CURVE "
+                            "(refused otherwise; loopback, ipc and inproc need nothing)")
+    serve.add_argument("--allow-from", metavar="CIDR", action="append",
+                       help="admit only peers from this network (e.g. 10.1.0.0/16) on both sockets; repeatable")
     serve.add_argument("--workers", type=_workers, metavar="N|auto",
                        help="worker processes behind the one endpoint (auto: one per CPU); default 1")
     serve.set_defaults(func=_cmd_serve)
@@ -229,9 +299,38 @@ def _add_client_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                                "Print a running service's name, version, patterns, uptime and counters "
                                "(its built-in $zmsg.info pattern).", _INFO_EPILOG, _cmd_info, pattern=False)
     info.add_argument("--json", action="store_true", help="print the raw $zmsg.info answer as JSON")
+    info.add_argument("--schema", action="store_true",
+                      help="print the service's AsyncAPI 3.0 document instead (its $zmsg.schema pattern)")
+    info.add_argument("--yaml", action="store_true", help="with --schema: YAML instead of JSON (needs PyYAML)")
+    check = _add_client_command(
+        sub, common, "check", "compare a running service with a saved contract",
+        "Ask a running service for its AsyncAPI document ($zmsg.schema) and compare it with FILE (saved "
+        "with `zmsg schema` or `zmsg info --schema`). Prints every change; exits 6 when one can break "
+        "existing callers (removed pattern, new or newly required request field, changed type, removed "
+        "reply field...), 0 when all are compatible (new patterns, new optional fields).",
+        _CHECK_EPILOG, _cmd_check, pattern=False)
+    check.add_argument("file", metavar="FILE", help="the saved AsyncAPI document (JSON, or YAML with PyYAML)")
     _add_client_command(sub, common, "health", "check that a service answers",
                         "Ask a service's built-in $zmsg.health pattern; exit 0 when it is serving.",
                         _HEALTH_EPILOG, _cmd_health, pattern=False)
+
+
+def _add_schema(sub: Any) -> None:
+    schema = sub.add_parser(
+        "schema", help="print a Service's AsyncAPI 3.0 document",
+        description="Import MODULE:ATTR (as zmsg serve does) and print its contract as an AsyncAPI 3.0 "
+                    "document: every message pattern with its request and reply schemas, every event "
+                    "pattern with its payload schema, from the handlers' annotations.",
+        epilog="examples:\n"
+               "  zmsg schema users:service > users.asyncapi.json\n"
+               "  zmsg schema users:service --endpoint tcp://users.internal:5555 --yaml\n"
+               "  zmsg info --schema tcp://127.0.0.1:5555        # the same, asked of a running service",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    schema.add_argument("target", metavar="MODULE:ATTR", help="the Service, e.g. users:service")
+    schema.add_argument("--endpoint", metavar="ENDPOINT", help="the server's endpoint to put in the document")
+    schema.add_argument("--yaml", action="store_true", help="YAML instead of JSON (needs PyYAML: zmsg[yaml])")
+    schema.set_defaults(func=_cmd_schema)
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -260,12 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zmsg", description="Brokerless messaging over ZeroMQ.",
         epilog="exit codes: 0 ok, 1 error, 2 bad arguments, 3 RpcException, 4 timeout, 5 service "
-               "unreachable, 130 interrupted. Run 'zmsg COMMAND --help' for examples.",
+               "unreachable, 6 incompatible contract (check), 130 interrupted. Run 'zmsg COMMAND --help' "
+               "for examples.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = _common()
     _add_serve(sub, common)
     _add_client_commands(sub, common)
+    _add_schema(sub)
     _add_keygen(sub)
 
     from zmsg.bench.cli import add_parser as add_bench_parser  # its own package: imported lazily inside

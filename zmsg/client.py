@@ -73,6 +73,7 @@ from zmsg.client_core import (
     resolved_endpoints,
     retry_attempts,
     retry_delay,
+    unavailable,
     with_metadata,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
@@ -154,10 +155,10 @@ class PendingRequest(Generic[T]):
     ``PendingRequest[Invoice]``, so ``await`` gives an ``Invoice`` to type checkers too.
     """
 
-    __slots__ = ("_client", "pattern", "data", "timeout", "retries", "metadata", "decoder", "_bare")
+    __slots__ = ("_client", "pattern", "data", "timeout", "retries", "metadata", "decoder", "wait_for_ready")
 
     def __init__(self, client: ClientProxy, pattern: Pattern, data: Any, timeout: float | None, retries: int,
-                 metadata: dict[str, str] | None = None, decoder: Any = None, bare: bool = False) -> None:
+                 metadata: dict[str, str] | None = None, decoder: Any = None, wait_for_ready: bool = False) -> None:
         self._client = client
         self.pattern = pattern
         self.data = data
@@ -165,26 +166,36 @@ class PendingRequest(Generic[T]):
         self.retries = retries
         self.metadata = metadata
         self.decoder = decoder
-        self._bare = bare  # already inside the client's middleware chain
+        self.wait_for_ready = wait_for_ready
 
     def __await__(self) -> Generator[Any, None, T]:
         client = self._client
         if client._closed:
             raise ServiceUnavailable("this ClientProxy is closed")
-        if client._middleware and not self._bare:
-            return (yield from client._through_middleware(self).__await__())  # type: ignore[no-any-return]
         if client._slot_waiters or len(client._inflight) >= client.max_in_flight:
             yield from client._wait_for_slot(self.timeout).__await__()
         attempt = 0
         while True:
-            cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None, self.metadata,
-                                               self.decoder)
+            if not self.wait_for_ready and (down := unavailable(client._links)) is not None:
+                future = client._failed(down)  # fail fast: every endpoint is known to be down
+                cid, peer = 0, client._peers[0]
+            else:
+                cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None, self.metadata,
+                                                   self.decoder)
+                if not self.wait_for_ready and cid and peer.link.state is not PeerState.UP:
+                    # Sent to a peer not (yet) up: fails once every endpoint is known down. One
+                    # that is up fails with its own disconnect (_fail_peer) anyway.
+                    client._impatient.add(cid)
             try:
-                return (yield from future)  # type: ignore[no-any-return]
+                result = yield from future
+                client._impatient.discard(cid)
+                return result  # type: ignore[no-any-return]
             except asyncio.CancelledError:
+                client._impatient.discard(cid)
                 client._cancel(cid, peer)
                 raise
             except RETRYABLE as exc:
+                client._impatient.discard(cid)
                 if attempt >= self.retries or client._closed:
                     raise
                 attempt += 1
@@ -195,6 +206,18 @@ class PendingRequest(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<PendingRequest {self.pattern!r} (not sent until awaited)>"
+
+
+class _ChainedRequest(PendingRequest[T]):
+    """What ``send`` returns on a proxy with middleware: awaiting it runs the chain, whose
+    ``call_next`` awaits a plain ``PendingRequest`` (so a proxy without middleware pays nothing)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self._client._closed:
+            raise ServiceUnavailable("this ClientProxy is closed")
+        return (yield from self._client._through_middleware(self).__await__())  # type: ignore[no-any-return]
 
 
 class ClientProxy:
@@ -217,6 +240,7 @@ class ClientProxy:
         flush_at: int = DEFAULTS.flush_at,
         metadata: Mapping[str, str] | None = DEFAULTS.metadata,
         middleware: Sequence[Middleware] = (),
+        wait_for_ready: bool = DEFAULTS.wait_for_ready,
     ) -> None:
         """
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
@@ -229,7 +253,9 @@ class ClientProxy:
         ``event_hwm``: event messages queued per subscriber before ``emit`` waits;
         ``flush_at``: queued records that make a batch go at once; ``metadata``: sent with every
         request and event, under each call's own; ``middleware``: ``async def mw(call,
-        call_next)`` run around every call, outermost first. Options are declared, with their
+        call_next)`` run around every call, outermost first; ``wait_for_ready``: when every
+        endpoint is known to be down, wait for one (within the timeout) instead of failing at
+        once with ``ServiceUnavailable`` (also per call). Options are declared, with their
         constraints, in ``zmsg.client_core.ClientOptions``.
         """
         self.endpoints = resolve_endpoints("ClientProxy", endpoints)
@@ -237,7 +263,7 @@ class ClientProxy:
             "ClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_in_flight=max_in_flight,
             max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at,
-            metadata=metadata)
+            metadata=metadata, wait_for_ready=wait_for_ready)
         # Plain attributes: the hot path reads them on every call.
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
@@ -251,8 +277,10 @@ class ClientProxy:
         self.event_hwm = options.event_hwm
         self.metadata = options.metadata
         self._middleware = tuple(check_middleware(mw) for mw in middleware)
+        self.wait_for_ready = options.wait_for_ready
         self.security = security
         self.stats = ClientStats()
+        self._impatient: set[int] = set()  # requests in flight that fail once every endpoint is down
         self.service_name: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._peers = [_Peer(e) for e in self.endpoints]
@@ -282,21 +310,21 @@ class ClientProxy:
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
              idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: None = None) -> PendingRequest[Any]: ...
+             response_type: None = None, wait_for_ready: bool | None = None) -> PendingRequest[Any]: ...
 
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
              idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: type[T]) -> PendingRequest[T]: ...
+             response_type: type[T], wait_for_ready: bool | None = None) -> PendingRequest[T]: ...
 
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
              idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: Any) -> PendingRequest[Any]: ...
+             response_type: Any, wait_for_ready: bool | None = None) -> PendingRequest[Any]: ...
 
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
              retries: int | None = None, idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: Any = None) -> PendingRequest[Any]:
+             response_type: Any = None, wait_for_ready: bool | None = None) -> PendingRequest[Any]:
         """Request-reply: ``await client.send(pattern, data)`` returns the handler's result.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
@@ -307,24 +335,31 @@ class ClientProxy:
         ``metadata`` goes with the request, over the proxy's (the call wins); with
         ``response_type`` (a msgspec Struct, a dataclass, ``list[int]``...) the reply is decoded
         into that type, or ``ReplyValidationError`` names the field that does not match.
+        When every endpoint is known to be down it fails at once with ``ServiceUnavailable``,
+        unless ``wait_for_ready`` (or the proxy's) asks to wait, within the timeout, for one.
         """
         if timeout is not None:
             call_timeout(timeout, self.timeout)
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
-        return PendingRequest(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries),
-                              metadata, None if response_type is None else reply_decoder(response_type))  # type: ignore[arg-type]
+        wait = self.wait_for_ready if wait_for_ready is None else wait_for_ready
+        request = _ChainedRequest if self._middleware else PendingRequest
+        return request(self, pattern, data, timeout, retry_attempts(retries, idempotent, self.retries),
+                       metadata, None if response_type is None else reply_decoder(response_type),  # type: ignore[arg-type]
+                       wait_for_ready=wait)
 
     async def _through_middleware(self, request: PendingRequest[Any]) -> Any:
         call = Call("request", request.pattern, request.data, request.metadata)
 
         def call_next() -> PendingRequest[Any]:
             return PendingRequest(self, call.pattern, call.data, request.timeout, request.retries,
-                                  merge_metadata(None, call.metadata), request.decoder, bare=True)
+                                  merge_metadata(None, call.metadata), request.decoder,
+                                  wait_for_ready=request.wait_for_ready)
 
         return await run_chain(self._middleware, call, call_next)
 
-    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> Awaitable[None]:
+    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None,
+             wait_for_ready: bool | None = None) -> Awaitable[None]:
         """Publish an event to every connected service; await it: it completes once the transport
         has accepted the event.
 
@@ -333,8 +368,14 @@ class ClientProxy:
         raises ``ServiceUnavailable`` after ``emit_timeout`` rather than drop the event. Like
         NestJS's ``emit``, it is hot: when the proxy is connected and nothing pushes back, the event
         is queued during the call, and awaiting costs nothing more (no coroutine per event).
-        ``metadata`` goes with the event, over the proxy's (the call wins).
+        ``metadata`` goes with the event, over the proxy's (the call wins). When every endpoint
+        is known to be down it raises ``ServiceUnavailable`` at once, unless ``wait_for_ready``
+        (or the proxy's) asks to wait for one, within ``emit_timeout``.
         """
+        if not (self.wait_for_ready if wait_for_ready is None else wait_for_ready):
+            down = unavailable(self._links)
+            if down is not None:
+                raise ServiceUnavailable(f"the event was not sent: {down}")
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
         if self._middleware:
@@ -542,7 +583,8 @@ class ClientProxy:
 
     def _open_peer(self, peer: _Peer) -> None:
         sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security, connect=False)
-        peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}")
+        # Frames after the batch are external bodies: decoded from ZeroMQ's buffers, uncopied.
+        peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}", copy_frames=1)
         # Monitor first, connect second: a fast handshake must not happen before we listen.
         peer.monitor = SocketMonitor(sock, functools.partial(self._on_peer_event, peer),
                                      name=f"client/{peer.endpoint}")
@@ -588,7 +630,10 @@ class ClientProxy:
             self._arm_timer(deadline)
         batch = peer.batch
         batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
-        if batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES:
+        if (batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES
+                or (batch.count == 1 and len(inflight) == 1)):
+            # Full batches, large bodies, and a request with nothing else in flight (nothing to
+            # batch it with: a sequential caller) go at once, saving a loop iteration per call.
             self._flush_peer(peer)
         else:
             if batch.count == 1:
@@ -645,7 +690,7 @@ class ClientProxy:
                 waiter.set_result(None)
                 free -= 1
 
-    def _on_reply_message(self, frames: list[bytes]) -> None:
+    def _on_reply_message(self, frames: list[Any]) -> None:
         records, fault = read_replies(frames)
         resolve = self._inflight.resolve
         for kind, _flags, cid, _ttl, _pattern, body in records:
@@ -656,7 +701,9 @@ class ClientProxy:
             if future.done():
                 continue
             try:
-                future.set_result(reply_value(kind, cid, body, waiter[4]))
+                decoder = waiter[4]
+                future.set_result(reply_value(kind, cid, body) if decoder is None
+                                  else reply_value(kind, cid, body, decoder))
             except ZmsgError as exc:
                 future.set_exception(exc)
         if fault is not None:
@@ -703,6 +750,8 @@ class ClientProxy:
         self.stats.disconnects += peer.link.disconnects - disconnects
         if failure is not None:
             self._fail_peer(peer, failure)
+        if self._impatient and (down := unavailable(self._links)) is not None:
+            self._fail_impatient(down)
         if link_event is LinkEvent.CONNECTED and self._addressing and peer.link.hello_stale:
             self._refresh(peer)  # back after a drop: may be a new process (new instance, new event port)
 
@@ -727,6 +776,21 @@ class ClientProxy:
                     await self._learn_event_endpoints([peer], self.connect_timeout, "")
         except ZmsgError as exc:  # still away: the next reconnect, or the next emit, asks again
             log.info("%s did not answer its hello after reconnecting: %s", peer.endpoint, exc)
+
+    def _failed(self, error: ServiceUnavailable) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(error)
+        return future
+
+    def _fail_impatient(self, error: ServiceUnavailable) -> None:
+        """Every endpoint is now known down: requests not asked to wait for one fail now."""
+        for cid in list(self._impatient):
+            waiter = self._inflight.discard(cid)
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_exception(error)
+        self._impatient.clear()
+        if self._slot_waiters:
+            self._release_slots()
 
     def _fail_peer(self, peer: _Peer, error: ServiceUnavailable) -> None:
         """Fail now every request in flight on ``peer``: its reply can no longer come."""

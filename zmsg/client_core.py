@@ -101,6 +101,7 @@ __all__ = [
     "LinkEvent",
     "PeerLink",
     "pick_peer",
+    "unavailable",
 ]
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -137,6 +138,9 @@ class ClientOptions(msgspec.Struct, kw_only=True, frozen=True):
     """Queued records that make a batch go at once (ClientProxy)."""
     metadata: dict[str, str] | None = None
     """Metadata sent with every request and event, under each call's own (the call wins)."""
+    wait_for_ready: bool = False
+    """When every endpoint is known to be down, wait (within the timeout) for one to come back
+    instead of failing at once with ServiceUnavailable (fail fast, the default)."""
 
     @property
     def handshake_timeout(self) -> float:
@@ -634,3 +638,21 @@ def pick_peer(links: Sequence[PeerLink], last: int) -> int:
         if fallback < 0 and state is PeerState.CONNECTING:
             fallback = index
     return fallback if fallback >= 0 else (last + 1) % count
+
+
+def unavailable(links: Sequence[PeerLink]) -> ServiceUnavailable | None:
+    """Fail fast: the error a call raises at once when every endpoint is known to be down (its
+    monitor saw the disconnect, or a refused connect or handshake); None while any endpoint is
+    up or still connecting (a fresh proxy waits for its first handshake)."""
+    if not links:
+        return None
+    for link in links:
+        if link.state is PeerState.UP or link.state is PeerState.CONNECTING:
+            return None
+    refused = [link.failure for link in links if link.failure is not None]
+    if len(refused) == len(links):
+        return refused[0]
+    names = ", ".join(link.endpoint for link in links)
+    return ServiceUnavailable(
+        f"no endpoint is up ({names}: disconnected or refusing connections); "
+        "pass wait_for_ready=True to wait for one within the timeout instead")

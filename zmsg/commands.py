@@ -24,7 +24,7 @@ from zmsg.errors import (
     RpcException,
     ServiceUnavailable,
 )
-from zmsg.protocol import HEALTH_PATTERN, INFO_PATTERN
+from zmsg.protocol import HEALTH_PATTERN, INFO_PATTERN, SCHEMA_PATTERN
 from zmsg.sync_client import SyncClientProxy
 from zmsg.transport import validate_endpoint
 
@@ -40,6 +40,7 @@ __all__ = [
     "info",
     "health",
     "format_info",
+    "schema",
 ]
 
 
@@ -52,6 +53,7 @@ class ExitCode(IntEnum):
     RPC_ERROR = 3  # the service answered with an RpcException; its error object is on stderr as JSON
     TIMEOUT = 4  # the service answered the handshake but not the request within the timeout
     UNAVAILABLE = 5  # no zmsg service answered at the endpoint, or it is draining (health)
+    INCOMPATIBLE = 6  # zmsg check: the running service breaks the saved contract
     INTERRUPTED = 130  # SIGINT before the command finished
 
 
@@ -142,6 +144,13 @@ def emit(client: SyncClientProxy, pattern: Pattern, data: Any) -> None:
 def info(client: SyncClientProxy) -> dict[str, Any]:
     client.handshake()
     answer: dict[str, Any] = client.send(INFO_PATTERN)
+    return answer
+
+
+def schema(client: SyncClientProxy) -> dict[str, Any]:
+    """The service's AsyncAPI document (its ``$zmsg.schema`` answer)."""
+    client.handshake()
+    answer: dict[str, Any] = client.send(SCHEMA_PATTERN)
     return answer
 
 

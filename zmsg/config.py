@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, ge
 import msgspec
 
 from zmsg.client_core import ClientOptions, PositiveFloat
-from zmsg.endpoints import validate_endpoint
+from zmsg.endpoints import parse_networks, validate_endpoint
 from zmsg.errors import ConfigError, EndpointError, SecurityError
 
 if TYPE_CHECKING:  # the transport (and zmq) load only when security is actually asked for
@@ -70,10 +70,16 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Overrides the Service's own limit on one frame (bytes)."""
     max_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Overrides the Service's cap on async handlers running at once."""
+    max_peer_buffer: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Overrides the Service's budget of unread reply bytes per client (then its requests are refused)."""
     curve_secret_key: str | None = None
     """Path of the service's CURVE secret key file (``zmsg keygen`` writes one); turns CURVE on."""
     curve_allow: tuple[str, ...] = ()
     """Allowed client public keys: Z85 keys, ``.key`` files or directories of them."""
+    insecure: bool = False
+    """Allow binding an address other hosts can reach without CURVE (refused otherwise)."""
+    allow_from: tuple[str, ...] = ()
+    """Networks (CIDR) whose peers may connect; others complete no handshake (both sockets)."""
     workers: Annotated[int, msgspec.Meta(ge=1)] | Literal["auto"] = 1
     """Worker processes (``auto``: one per CPU this process may use); 1 serves in this process."""
 
@@ -221,6 +227,11 @@ def _resolve(cls: type[S], layers: list[_Layer]) -> S:
                 value = msgspec.convert(value, _field_types(cls)[key], strict=False)
             except msgspec.ValidationError as exc:
                 raise ConfigError(f"invalid value {raw!r} for {where}: {_lower_first(str(exc))}") from None
+            if key == "allow_from":
+                try:
+                    value = parse_networks(value)
+                except SecurityError as exc:
+                    raise ConfigError(f"invalid value for {where}: {exc}") from None
             if key in _ENDPOINT_FIELDS and value is not None:
                 for endpoint in value if key == "endpoints" else (value,):
                     try:

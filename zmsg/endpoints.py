@@ -5,11 +5,14 @@ Kept below the transport so that configuration can check an endpoint without imp
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
 
-from zmsg.errors import EndpointError
+from zmsg.errors import EndpointError, SecurityError
 
-__all__ = ["validate_endpoint", "connectable", "events_bind_endpoint", "events_connect_endpoint"]
+__all__ = ["validate_endpoint", "connectable", "events_bind_endpoint", "events_connect_endpoint",
+           "is_local_endpoint", "parse_networks"]
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)$")
 
@@ -58,3 +61,40 @@ def events_connect_endpoint(request_endpoint: str, advertised: str) -> str:
     if request_endpoint.startswith("tcp://") and advertised.startswith("tcp://"):
         return request_endpoint.rsplit(":", 1)[0] + ":" + advertised.rsplit(":", 1)[1]
     return advertised
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True when only this host can reach ``endpoint``: ipc, inproc, or TCP on a loopback address
+    (127.0.0.0/8, ::1, ``localhost``). Wildcards (``*``, ``0.0.0.0``, ``::``), other addresses
+    and interface names are reachable from elsewhere."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint.startswith(("ipc://", "inproc://"))
+    match = _TCP.match(endpoint)
+    if not match:
+        return False
+    host = match["host"].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # an interface name (eth0) or a host name: not provably local
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def parse_networks(networks: Iterable[str]) -> tuple[str, ...]:
+    """Validate CIDR texts (``10.0.0.0/8``, ``::1/128``, a bare address) for ``allow_from``.
+
+    Returns them normalised; raises ``SecurityError`` naming the one that is not a network.
+    """
+    if isinstance(networks, str):
+        networks = [networks]
+    found: list[str] = []
+    for text in networks:
+        try:
+            found.append(str(ipaddress.ip_network(str(text).strip(), strict=False)))
+        except ValueError:
+            raise SecurityError(f"allow_from: {text!r} is not a network (expected CIDR such as 10.1.0.0/16)") from None
+    return tuple(found)

@@ -21,6 +21,7 @@ __all__ = [
     "EndpointError",
     "AuthenticationFailed",
     "ConfigError",
+    "InsecureBindError",
     "PayloadError",
     "SecurityError",
     "ChannelClosed",
@@ -109,6 +110,15 @@ class ConfigError(ZmsgError, ValueError):
 
     Raised when configuration is read (command line, ``ZMSG_*`` environment, ``zmsg.toml``), so a
     bad deployment fails at start with the name to fix instead of deep inside a request.
+    """
+
+
+class InsecureBindError(ConfigError):
+    """A service was asked to bind an address reachable from other hosts without CURVE.
+
+    Without CURVE anyone who reaches the port can call every pattern and inject events, so
+    zmsg refuses unless told otherwise: turn CURVE on, or say ``insecure=True`` (or restrict
+    the peers with ``allow_from``). Loopback TCP, ipc and inproc need neither.
     """
 
 

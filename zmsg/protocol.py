@@ -40,6 +40,7 @@ __all__ = [
     "HELLO_PATTERN",
     "HEALTH_PATTERN",
     "INFO_PATTERN",
+    "SCHEMA_PATTERN",
     "EXTERNAL_BODY_THRESHOLD",
     "FLUSH_EXTERNAL_BYTES",
     "VERSION",
@@ -89,6 +90,7 @@ HELLO_PATTERN = RESERVED_PREFIX + "hello"
 # Answered by every service, like gRPC's health checking and reflection (see docs/cli.md).
 HEALTH_PATTERN = RESERVED_PREFIX + "health"
 INFO_PATTERN = RESERVED_PREFIX + "info"
+SCHEMA_PATTERN = RESERVED_PREFIX + "schema"  # the AsyncAPI 3.0 document of the service (zmsg.contract)
 
 # The metadata of a record that carries none: read-only, shared, so "no metadata" allocates nothing.
 # A record with metadata sets FLAG_METADATA and its body starts with the section that
@@ -161,8 +163,13 @@ class BatchBuilder:
         self.count += 1
 
     def take(self) -> list[Any]:
-        """Return the frames of the batch built so far and start a new one."""
-        frames: list[Any] = [bytes(self.buf)]
+        """Return the frames of the batch built so far and start a new one.
+
+        The batch frame is the ``bytearray`` itself, handed over (a new one is started): ZeroMQ
+        copies it into its own message anyway, so a ``bytes`` copy first would be a wasted copy
+        of every body in the batch.
+        """
+        frames: list[Any] = [self.buf]
         if self.externals:
             frames.extend(self.externals)
             self.externals = []

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zmsg.allocator import tune_allocator
 from zmsg.config import ServeSettings
 from zmsg.errors import ConfigError, ServiceLoadError
 from zmsg.runtime import run, uvloop_available
@@ -111,15 +112,23 @@ class Ready:
 
 def prepare_service(settings: ServeSettings) -> Service:
     """Load ``settings.app`` and apply the deployment settings to it (one process or a worker)."""
+    # Before the application allocates anything: large payload buffers stay in the heap.
+    tune_allocator()
     service = load_service(settings.app or "")
     # Deployment settings win over what the code constructed the Service with.
     if settings.max_message_size is not None:
         service.max_message_size = settings.max_message_size
     if settings.max_concurrency is not None:
         service.max_concurrency = settings.max_concurrency
+    if settings.max_peer_buffer is not None:
+        service.max_peer_buffer = settings.max_peer_buffer
     security = settings.security()
     if security is not None:
         service.security = security
+    if settings.insecure:
+        service.insecure = True
+    if settings.allow_from:
+        service.allow_from = settings.allow_from
     return service
 
 

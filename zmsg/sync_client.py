@@ -30,6 +30,8 @@ from zmsg.client_core import (
     Call,
     EventStamper,
     Hello,
+    LinkEvent,
+    PeerLink,
     call_timeout,
     check_one_service,
     check_size,
@@ -45,6 +47,7 @@ from zmsg.client_core import (
     resolve_endpoints,
     retry_attempts,
     retry_delay,
+    unavailable,
     with_metadata,
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
@@ -69,11 +72,20 @@ T = TypeVar("T")
 class _ThreadState:
     """One thread's socket and its correlation-id counter (ids need only be unique per socket)."""
 
-    __slots__ = ("dealer", "next_id", "__weakref__")
+    __slots__ = ("dealer", "next_id", "links", "__weakref__")
 
-    def __init__(self, dealer: BlockingDealer) -> None:
+    def __init__(self, dealer: BlockingDealer, endpoints: list[str]) -> None:
         self.dealer = dealer
         self.next_id = 0
+        self.links = {endpoint: PeerLink(endpoint) for endpoint in endpoints}
+
+    def down(self) -> ServiceUnavailable | None:
+        """Apply the socket's connection events; the fail-fast error when every endpoint is down."""
+        for name, endpoint in self.dealer.link_events():
+            link = self.links.get(endpoint)
+            if link is not None:
+                link.on_event(LinkEvent(name))
+        return unavailable(list(self.links.values()))
 
 
 class SyncClientProxy:
@@ -98,6 +110,7 @@ class SyncClientProxy:
         event_hwm: int = DEFAULTS.event_hwm,
         metadata: Mapping[str, str] | None = DEFAULTS.metadata,
         middleware: Sequence[SyncMiddleware] = (),
+        wait_for_ready: bool = DEFAULTS.wait_for_ready,
     ) -> None:
         """The options mean what they mean for ``ClientProxy`` (declared once, with their
         constraints, in ``zmsg.client_core.ClientOptions``); ``max_in_flight`` and ``flush_at``
@@ -107,7 +120,7 @@ class SyncClientProxy:
         self.options = options = client_options(
             "SyncClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_message_size=max_message_size,
-            heartbeat=heartbeat, event_hwm=event_hwm, metadata=metadata)
+            heartbeat=heartbeat, event_hwm=event_hwm, metadata=metadata, wait_for_ready=wait_for_ready)
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
         self.emit_timeout = options.emit_wait
@@ -118,6 +131,7 @@ class SyncClientProxy:
         self.event_hwm = options.event_hwm
         self.metadata = options.metadata
         self._middleware = tuple(check_sync_middleware(mw) for mw in middleware)
+        self.wait_for_ready = options.wait_for_ready
         self.security = security
         self.service_name: str | None = None
         self.timeouts = 0
@@ -138,26 +152,30 @@ class SyncClientProxy:
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
              idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: None = None) -> Any: ...
+             response_type: None = None, wait_for_ready: bool | None = None) -> Any: ...
 
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
-             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: type[T]) -> T: ...
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: type[T],
+             wait_for_ready: bool | None = None) -> T: ...
 
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
-             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: Any) -> Any: ...
+             idempotent: bool = False, metadata: Mapping[str, str] | None = None, response_type: Any,
+             wait_for_ready: bool | None = None) -> Any: ...
 
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
              retries: int | None = None, idempotent: bool = False, metadata: Mapping[str, str] | None = None,
-             response_type: Any = None) -> Any:
+             response_type: Any = None, wait_for_ready: bool | None = None) -> Any:
         """Request-reply: returns the handler's result, blocking this thread until it arrives.
 
         Raises ``RpcException`` with the service's error object, ``RequestTimeout`` when no reply
         came within ``timeout`` seconds (default: the proxy's), ``ServiceUnavailable`` when the
         proxy is closed. Retries (``retries``, or the proxy's) apply only to calls declared
         ``idempotent``, as with ``ClientProxy``. ``metadata`` and ``response_type`` as with
-        ``ClientProxy.send``.
+        ``ClientProxy.send``. When this thread's socket knows every endpoint to be down it fails
+        at once with ``ServiceUnavailable`` unless ``wait_for_ready`` (or the proxy's) asks to
+        wait within the timeout (a call already waiting waits out its timeout).
         """
         if self._closed:
             raise ServiceUnavailable("this SyncClientProxy is closed")
@@ -166,14 +184,15 @@ class SyncClientProxy:
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
         decoder = None if response_type is None else reply_decoder(response_type)
+        wait = self.wait_for_ready if wait_for_ready is None else wait_for_ready
         if self._middleware:
             call = Call("request", pattern, data, metadata)  # type: ignore[arg-type]
             return run_chain_sync(self._middleware, call, lambda: self._send(
-                call.pattern, call.data, timeout, attempts, merge_metadata(None, call.metadata), decoder))
-        return self._send(pattern, data, timeout, attempts, metadata, decoder)  # type: ignore[arg-type]
+                call.pattern, call.data, timeout, attempts, merge_metadata(None, call.metadata), decoder, wait))
+        return self._send(pattern, data, timeout, attempts, metadata, decoder, wait)  # type: ignore[arg-type]
 
     def _send(self, pattern: Pattern, data: Any, timeout: float, attempts: int, metadata: dict[str, str] | None,
-              decoder: Any) -> Any:
+              decoder: Any, wait: bool = True) -> Any:
         route = encode_pattern(pattern)
         body = codec.encode(data)
         flags = 0
@@ -184,7 +203,7 @@ class SyncClientProxy:
         attempt = 0
         while True:
             try:
-                return self._request(route, body, timeout, flags, decoder)
+                return self._request(route, body, timeout, flags, decoder, wait)
             except RETRYABLE as exc:
                 if attempt >= attempts or self._closed:
                     raise
@@ -194,11 +213,14 @@ class SyncClientProxy:
                          attempt, attempts)
                 time.sleep(retry_delay(attempt, self.retry_backoff))
 
-    def _request(self, route: bytes, body: bytes, timeout: float, flags: int = 0, decoder: Any = None) -> Any:
+    def _request(self, route: bytes, body: bytes, timeout: float, flags: int = 0, decoder: Any = None,
+                 wait_for_ready: bool = True) -> Any:
         try:
             state: _ThreadState = self._local.state
         except AttributeError:
             state = self._open_thread_state()
+        if not wait_for_ready and (down := state.down()) is not None:
+            raise down
         cid = state.next_id = (state.next_id + 1) & _MAX_ID or 1
         ttl_ms = request_ttl_ms(timeout)
         # The request's time budget (ms, rounded up) is also how long this thread's socket waits.
@@ -207,7 +229,7 @@ class SyncClientProxy:
         started = time.monotonic()
         if len(body) < EXTERNAL_BODY_THRESHOLD:
             header = _pack_header(KIND_REQUEST, flags, cid, ttl_ms, len(route), len(body))
-            first = dealer.exchange(header + route + body, wait_ms)
+            first = dealer.exchange(b"".join((header, route, body)), wait_ms)  # one copy, not two
         else:
             batch = BatchBuilder()
             batch.add(KIND_REQUEST, flags, cid, ttl_ms, route, body)
@@ -215,13 +237,20 @@ class SyncClientProxy:
             first = dealer.recv_first(timeout)
         return self._await_reply(dealer, first, cid, route, timeout, started, decoder)
 
-    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> None:
+    def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None,
+             wait_for_ready: bool | None = None) -> None:
         """Publish an event to every connected service; returns once the transport accepted it.
 
         It never waits for handlers. When a slow subscriber has filled the queue it waits for
         room, up to ``emit_timeout``, then raises ``ServiceUnavailable`` rather than drop it.
-        ``metadata`` goes with the event, over the proxy's (the call wins).
+        ``metadata`` goes with the event, over the proxy's (the call wins). Fails at once when
+        this thread's socket knows every endpoint to be down, unless ``wait_for_ready`` (or the
+        proxy's) asks to wait.
         """
+        if not (self.wait_for_ready if wait_for_ready is None else wait_for_ready):
+            state = getattr(self._local, "state", None)
+            if state is not None and (down := state.down()) is not None:
+                raise ServiceUnavailable(f"the event was not sent: {down}")
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
         if self._middleware:
@@ -338,7 +367,7 @@ class SyncClientProxy:
             if self._closed:
                 raise ServiceUnavailable("this SyncClientProxy is closed")
             dealer = BlockingDealer(self.endpoints, heartbeat=self.heartbeat, security=self.security)
-            state = _ThreadState(dealer)
+            state = _ThreadState(dealer, self.endpoints)
             self._finalizers = [f for f in self._finalizers if f.alive]
             self._finalizers.append(weakref.finalize(state, dealer.close))
         self._local.state = state

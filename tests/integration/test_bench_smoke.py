@@ -65,3 +65,32 @@ def test_bench_rejects_an_unknown_workload() -> None:
     proc = subprocess.run([sys.executable, "-m", "zmsg", "bench", "--workload", "W9"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "unknown workload" in proc.stderr
+
+
+def test_bench_sweep_repeats_points_and_reports_ratios() -> None:
+    report = _bench("--sweep", "--duration", "0.1", "--repeat", "2", "--sweep-in-flight", "1,4",
+                    "--sweep-payload", "64,20K")
+    assert report["repeat"] == 2 and report["in_flight"] == [1, 4] and report["payload_sizes"] == [64, 20480]
+    assert len(report["points"]) == 8 and len(report["ratios"]) == 4
+    for point in report["points"]:
+        assert "error" not in point, point
+        assert point["runs"] == 2 and _positive(point["rate"]) and _positive(point["p50_us"])
+    for entry in report["ratios"]:
+        assert len(entry["rate_runs"]) == 2 and len(entry["p50_us_runs"]) == 2
+        low, high = entry["rate_spread"]
+        assert low <= entry["rate"] <= high and isinstance(entry["met"], bool)
+
+
+def test_bench_sweep_prints_its_ratio_table() -> None:
+    proc = subprocess.run([sys.executable, "-m", "zmsg", "bench", "--sweep", "--duration", "0.1",
+                           "--sweep-in-flight", "2", "--sweep-payload", "1K"],
+                          capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    assert "zmsg/raw requests/s (target >= 0.95)" in proc.stdout
+    assert "zmsg/raw p50 latency (target <= 1.1)" in proc.stdout
+
+
+def test_bench_sweep_refuses_a_count() -> None:
+    proc = subprocess.run([sys.executable, "-m", "zmsg", "bench", "--sweep", "--count", "10"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "--duration" in proc.stderr

@@ -108,3 +108,14 @@ async def test_connect_fails_clearly_when_nobody_answers() -> None:
             await client.connect()
     finally:
         await client.close()
+
+
+async def test_events_with_large_bodies_reach_typed_handlers(math_service) -> None:
+    """An event body past the external threshold arrives as a ZeroMQ buffer (no copy) and
+    still decodes into the handler's Struct; small events in the same batch are unaffected."""
+    async with zmsg.ClientProxy(math_service.endpoint) as client:
+        before = await client.send("events_seen", "user_created")
+        for i in range(40):
+            email = "e" * (100_000 if i % 4 == 0 else 10)
+            await client.emit("user_created", {"user_id": str(i), "email": email})
+        assert await _eventually(lambda: client.send("events_seen", "user_created"), before + 40) == before + 40

@@ -43,7 +43,7 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 
 def _serve(host: netns_hosts.Host) -> str:
     proc = host.popen([sys.executable, "-m", "zmsg", "serve", "mathsvc:service", "--bind", f"tcp://{host.address}:0",
-                       "--log-level", "warning"], cwd=SERVICES_DIR, stdout=subprocess.PIPE,
+                       "--log-level", "warning", "--insecure"], cwd=SERVICES_DIR, stdout=subprocess.PIPE,
                       stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     deadline = time.monotonic() + 30

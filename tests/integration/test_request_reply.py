@@ -111,7 +111,7 @@ async def test_default_timeout_is_finite() -> None:
     client = zmsg.ClientProxy("tcp://127.0.0.1:9")  # nothing listens on the discard port
     try:
         with pytest.raises(zmsg.RequestTimeout):
-            await client.send("anything", timeout=0.2)
+            await client.send("anything", timeout=0.2, wait_for_ready=True)  # else it fails fast
     finally:
         await client.close()
 
@@ -165,3 +165,16 @@ async def test_an_endpoint_that_is_down_is_routed_around(math_service) -> None:
             assert set(pids) == {math_service.pid}
         finally:
             await client.close()
+
+
+async def test_large_bodies_received_without_a_copy_decode_like_small_ones(math_service) -> None:
+    """Bodies past the external threshold arrive as ZeroMQ buffers on both sides (no copy);
+    mixed with small ones in the same batches they still decode to the same values."""
+    sizes = [10, 16 * 1024, 100, 64 * 1024 + 3, 1024 * 1024, 0, 200_000]
+    payloads = [bytes(range(256)) * (n // 256) + b"z" * (n % 256) for n in sizes]
+    async with zmsg.ClientProxy(math_service.endpoint, timeout=30) as client:
+        for _ in range(3):
+            assert await asyncio.gather(*(client.send("echo", p) for p in payloads)) == payloads
+        texts = ["é" * (n // 2) for n in sizes]
+        assert [await client.send("echo", t) for t in texts] == texts
+        assert await client.send({"cmd": "sum"}, list(range(20_000))) == sum(range(20_000))

@@ -43,6 +43,7 @@ SAMPLE: dict[str, tuple[Any, str]] = {
     "flush_at": (5, "5"),
     # a TOML inline table, in the file and in the environment alike
     "metadata": ({"authorization": "Bearer x", "tenant": "t1"}, '{ authorization = "Bearer x", tenant = "t1" }'),
+    "wait_for_ready": (True, "true"),
 }
 
 

@@ -59,6 +59,23 @@ def test_external_bodies_come_from_the_following_frames(ff: ModuleType) -> None:
     assert records[1] == (1, 0, 10, 0, b"echo", b"small")
 
 
+def test_external_bodies_may_be_zeromq_frames(ff: ModuleType) -> None:
+    """The transport receives external bodies as zmq.Frame (no copy): parsed and length-checked
+    like bytes, handed on as they are, and decodable straight from the frame's buffer."""
+    import msgspec
+    import zmq
+
+    body = msgspec.msgpack.encode(b"F" * 50000)
+    buf = bytearray()
+    ff.append_external(buf, 2, 0, 5, 0, b"", len(body))
+    frame = zmq.Frame(body)
+    records = ff.parse_frames([bytes(buf), frame])
+    assert records[0][:5] == (2, ff.FLAG_EXTERNAL_BODY, 5, 0, b"") and records[0][5] is frame
+    assert msgspec.msgpack.Decoder(bytes).decode(records[0][5]) == b"F" * 50000
+    with pytest.raises(FrameError, match="external body is"):
+        ff.parse_frames([bytes(buf), zmq.Frame(body[:-1])])
+
+
 def test_parse_accepts_any_buffer(ff: ModuleType) -> None:
     buf = bytearray()
     ff.append_record(buf, 2, 0, 3, 0, b"p", b"body")

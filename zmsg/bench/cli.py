@@ -24,12 +24,15 @@ workloads (fixed, so results compare across versions and machines):
 Each workload also runs on raw blocking pyzmq (same work, same window) in the same run;
 the zmsg/raw ratio is the number to read. A service given with --endpoint must serve the
 bench patterns: {"cmd": "sum"}, {"cmd": "echo"}, {"cmd": "bench_stats"} and the event
-user_created (simplest: `zmsg serve zmsg.bench.service:service --bind tcp://0.0.0.0:PORT`).
+user_created (simplest: `zmsg serve zmsg.bench.service:service --bind tcp://0.0.0.0:PORT
+--allow-from BENCH_HOST/32`, or `--insecure` on a trusted network: reachable binds need one).
 
 examples:
   zmsg bench
   zmsg bench --workload W2 --count 50000 --json
   zmsg bench --sweep --plot sweep.png
+  zmsg bench --sweep --duration 1 --repeat 3          # 1 s per point, medians of 3, ratio spread
+  zmsg bench --sweep --sweep-in-flight 1,8 --sweep-payload 16K,64K
 """
 
 
@@ -69,6 +72,17 @@ def _worker_counts(text: str) -> list[int]:
     return list(dict.fromkeys(counts))
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(_positive_int(part) for part in text.split(",") if part.strip())
+
+
+def _size_list(text: str) -> tuple[int, ...]:
+    sizes = tuple(parse_size(part) for part in text.split(",") if part.strip())
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"payload sizes must be at least 1 byte: {text!r}")
+    return sizes
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -91,7 +105,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--count", "-n", type=_positive_int,
                       help="timed requests/events per workload (default: the workload's)")
-    size.add_argument("--duration", "-d", type=_positive_float, help="run each workload for this many seconds instead")
+    size.add_argument("--duration", "-d", type=_positive_float,
+                      help="run each workload (with --sweep: each point) for this many seconds instead")
     bench.add_argument("--in-flight", type=_positive_int, default=DEFAULT_IN_FLIGHT,
                        help=f"requests outstanding in W2 and W4 (default {DEFAULT_IN_FLIGHT})")
     bench.add_argument("--payload-size", type=parse_size, default=DEFAULT_PAYLOAD_SIZE,
@@ -108,14 +123,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                             "for W1, none otherwise; on VMs a cross-CPU wake-up costs tens of us, so unpinned "
                             "W1 flips between two modes from run to run)")
     bench.add_argument("--repeat", type=_positive_int, default=1,
-                       help="measure each workload N times, zmsg and raw alternating; report medians")
+                       help="measure each workload (or sweep point) N times, zmsg and raw alternating; "
+                            "report medians and the spread of the ratios")
     bench.add_argument("--workers", type=_worker_counts, default=[1], metavar="N[,N...]",
                        help="serve with `zmsg serve --workers N` (comma-separated: each in turn, in the same "
                             "run, e.g. 1,2 for the scaling curve); default 1")
     bench.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     bench.add_argument("--sweep", action="store_true",
                        help="vary in-flight (1, 8, 64, 512) and payload size (64 B to 1 MiB) instead")
-    bench.add_argument("--plot", metavar="FILE.png", help="with --sweep: save a plot of throughput and latency")
+    bench.add_argument("--sweep-in-flight", type=_int_list, metavar="N,N,...",
+                       help="with --sweep: the in-flight windows (default 1,8,64,512)")
+    bench.add_argument("--sweep-payload", type=_size_list, metavar="SIZE,SIZE,...",
+                       help="with --sweep: the payload sizes (default 64,1K,16K,64K,1M)")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="with --sweep: save a plot of throughput, latency and the zmsg/raw ratios")
     bench.set_defaults(func=_cmd_bench)
     return bench  # type: ignore[no-any-return]
 
@@ -133,17 +154,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raw_endpoint=args.raw_endpoint, clients=_clients(args.client),
             pin=args.pin, repeat=args.repeat, workers=args.workers,
         )
-        if args.plot and not args.sweep:
-            raise BenchError("--plot goes with --sweep")
+        if not args.sweep:
+            for given, flag in ((args.plot, "--plot"), (args.sweep_in_flight, "--sweep-in-flight"),
+                                (args.sweep_payload, "--sweep-payload")):
+                if given:
+                    raise BenchError(f"{flag} goes with --sweep")
+        elif args.count is not None:
+            raise BenchError("--sweep runs each point for a time: use --duration, not --count")
         progress = TerminalProgress(sys.stderr)
         if args.sweep:
-            from zmsg.bench.sweep import run_sweep, sweep_table
+            from zmsg.bench.sweep import IN_FLIGHT, PAYLOAD_SIZES, run_sweep, sweep_table
 
             if args.plot:
                 from zmsg.bench.sweep import check_plotting
 
                 check_plotting()
-            sweep = run_sweep(opts, progress)
+            sweep = run_sweep(opts, progress, args.sweep_in_flight or IN_FLIGHT, args.sweep_payload or PAYLOAD_SIZES)
             if args.plot:
                 from zmsg.bench.sweep import plot
 

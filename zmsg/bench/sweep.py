@@ -1,23 +1,30 @@
 """``zmsg bench --sweep``: throughput and latency over in-flight windows and payload sizes.
 
-Every point echoes a payload of one size with one in-flight window for a fixed time, on zmsg
-and on raw pyzmq, each client in its own process against servers started once for the sweep.
-The plot (matplotlib, the optional ``bench`` extra) shows both, zmsg solid and raw dashed.
+Every point echoes a payload of one size with one in-flight window for a fixed time
+(``--duration`` seconds per point), on zmsg and on raw pyzmq, each client in its own process
+against servers started once for the sweep; ``--repeat N`` measures every point N times and
+reports medians, and the zmsg/raw ratios with their spread. The plot (matplotlib, the optional
+``bench`` extra) shows both sides, zmsg solid and raw dashed, and a panel of the ratios.
 """
 
 from __future__ import annotations
 
+import functools
+import statistics
 from typing import Any
 
-from zmsg.bench.procs import BenchError, pin_process, placement, run_worker
-from zmsg.bench.runner import BenchOptions, Progress, machine_info, servers
+from zmsg.bench.procs import BenchError, cpu_seconds, pin_process, placement, run_worker
+from zmsg.bench.runner import BenchOptions, Progress, machine_info, median_result, servers
 from zmsg.bench.workloads import Job
 
-__all__ = ["IN_FLIGHT", "PAYLOAD_SIZES", "POINT_SECONDS", "run_sweep", "sweep_table", "check_plotting", "plot"]
+__all__ = ["IN_FLIGHT", "PAYLOAD_SIZES", "POINT_SECONDS", "TARGETS", "run_sweep", "point_ratios", "ratio_table",
+           "sweep_table", "check_plotting", "plot"]
 
 IN_FLIGHT = (1, 8, 64, 512)
 PAYLOAD_SIZES = (64, 1024, 16 * 1024, 64 * 1024, 1024 * 1024)
 POINT_SECONDS = 0.6
+# What every point should reach against raw pyzmq: requests/s at least, p50 latency at most.
+TARGETS = {"rate": 0.95, "p50_us": 1.10}
 
 
 def _size(n: int) -> str:
@@ -28,54 +35,132 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _jobs(seconds: float) -> list[Job]:
+def _jobs(seconds: float, in_flights: tuple[int, ...], sizes: tuple[int, ...]) -> list[Job]:
+    # Warm-up: a few windows' worth of requests, so sockets, buffers and caches are hot.
     return [
-        Job("sweep", "echo", 0, in_flight, in_flight, size, seconds,
+        Job("sweep", "echo", 0, min(4 * in_flight, 2048), in_flight, size, seconds,
             label=f"in-flight {in_flight}, {_size(size)}")
-        for in_flight in IN_FLIGHT for size in PAYLOAD_SIZES
+        for in_flight in in_flights for size in sizes
     ]
 
 
-def run_sweep(opts: BenchOptions, progress: Progress) -> dict[str, Any]:
-    """Measure every (in-flight, payload size) point on zmsg and raw; return the sweep report."""
+def _forward(progress: Progress, label: str, _index: int, done: int, total: int) -> None:
+    progress.update(label, done, total)
+
+
+def _point_summary(res: dict[str, Any] | None, error: str) -> str:
+    if not res:
+        return "failed: " + error
+    return f"{res['rate']:,.0f} req/s, {res['mb_per_s']:,.1f} MB/s, p50 {res['p50_us']:,.0f} us"
+
+
+def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...] = IN_FLIGHT,
+              sizes: tuple[int, ...] = PAYLOAD_SIZES) -> dict[str, Any]:
+    """Measure every (in-flight, payload size) point on zmsg and raw; return the sweep report.
+
+    Each point is measured ``opts.repeat`` times, zmsg and raw back to back in their own client
+    processes (the order alternating from one repeat to the next), so every zmsg/raw ratio
+    compares two measurements taken about a second apart. A point reports the median of each
+    number; its ratios are the medians of the per-repeat ratios, with their spread.
+    """
     seconds = opts.duration or POINT_SECONDS
-    jobs = _jobs(seconds)
-    points: list[dict[str, Any]] = []
+    repeat = max(1, opts.repeat)
+    jobs = _jobs(seconds, in_flights, sizes)
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with servers(opts) as (zsrv, rsrv):
-        for impl, server in (("zmsg", zsrv), ("raw", rsrv)):
-            if server is None:
-                continue
-            labels = [f"sweep {impl}: {job.label}" for job in jobs]
-            progress.begin(labels[0], 0)
-
-            def on_progress(index: int, done: int, total: int, labels: list[str] = labels) -> None:
-                progress.update(labels[index], done, total)
-
-            def on_outcome(index: int, outcome: dict[str, Any], labels: list[str] = labels) -> None:
-                res = outcome.get("result")
-                summary = (f"{res['rate']:,.0f} req/s, {res['mb_per_s']:,.1f} MB/s, p50 {res['p50_us']:,.0f} us"
-                           if res else "failed: " + outcome["error"])
-                progress.end(labels[index], summary)
-                if index + 1 < len(labels):
-                    progress.begin(labels[index + 1], 0)
-
-            spec = {"impl": impl, "endpoint": server.endpoint, "events_endpoint": server.events_endpoint or None,
-                    "jobs": [job.as_dict() for job in jobs]}
-            server_cpus, client_cpus = placement(opts.pin, "sweep")
-            pin_process(server.proc, server_cpus)
-            outcomes = run_worker(spec, on_progress, on_outcome, cpus=client_cpus)
-            for job, outcome in zip(jobs, outcomes, strict=True):
+        sides = [(impl, srv) for impl, srv in (("zmsg", zsrv), ("raw", rsrv)) if srv is not None]
+        for rep in range(repeat):
+            tag = f" [{rep + 1}/{repeat}]" if repeat > 1 else ""
+            for index, job in enumerate(jobs):
+                for impl, server in (sides if rep % 2 == 0 else sides[::-1]):
+                    label = f"sweep {impl}: {job.label}{tag}"
+                    progress.begin(label, 0)
+                    spec = {"impl": impl, "endpoint": server.endpoint,
+                            "events_endpoint": server.events_endpoint or None, "jobs": [job.as_dict()]}
+                    server_cpus, client_cpus = placement(opts.pin, "sweep")
+                    pin_process(server.proc, server_cpus)
+                    cpu_before = cpu_seconds(server.proc)
+                    outcome = run_worker(spec, functools.partial(_forward, progress, label), cpus=client_cpus)[0]
+                    cpu_after = cpu_seconds(server.proc)
+                    res = outcome.get("result")
+                    if res and cpu_before is not None and cpu_after is not None:
+                        # CPU time is far less sensitive than wall-clock rates to other load on
+                        # the machine. Includes the warm-up: an upper bound per request.
+                        ops = res["count"] + job.warmup
+                        res["server_cpu_us_per_op"] = (cpu_after - cpu_before) / ops * 1e6
+                        res["cpu_us_per_op"] = res["server_cpu_us_per_op"] + res.get("client_cpu_us_per_op", 0.0)
+                    progress.end(label, _point_summary(res, outcome.get("error", "")))
+                    runs.setdefault((impl, index), []).append(res or {"error": outcome.get("error")})
+    points: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
+    for index, job in enumerate(jobs):
+        for impl in ("zmsg", "raw"):
+            if (impl, index) in runs:
                 point = {"impl": impl, "in_flight": job.in_flight, "payload_size": job.payload_size}
-                point.update(outcome.get("result") or {"error": outcome.get("error")})
+                point.update(median_result(runs[(impl, index)]))
                 points.append(point)
+        if ("raw", index) in runs:
+            ratios.append({"in_flight": job.in_flight, "payload_size": job.payload_size,
+                           **point_ratios(runs[("zmsg", index)], runs[("raw", index)])})
     if not any("rate" in p for p in points):
         raise BenchError("no sweep point succeeded")
-    return {"machine": machine_info(), "pin": opts.pin, "seconds_per_point": seconds, "in_flight": list(IN_FLIGHT),
-            "payload_sizes": list(PAYLOAD_SIZES), "points": points}
+    return {"machine": machine_info(), "pin": opts.pin, "seconds_per_point": seconds, "repeat": repeat,
+            "in_flight": list(in_flights), "payload_sizes": list(sizes), "targets": dict(TARGETS),
+            "points": points, "ratios": ratios}
+
+
+def point_ratios(zruns: list[dict[str, Any]], rruns: list[dict[str, Any]]) -> dict[str, Any]:
+    """zmsg/raw ratios of one point: per repeat (paired runs), their median, min and max."""
+    out: dict[str, Any] = {}
+    for key in ("rate", "p50_us", "p99_us", "cpu_us_per_op"):
+        values = [z[key] / r[key] for z, r in zip(zruns, rruns, strict=True)
+                  if z.get(key) and r.get(key)]
+        if values:
+            out[key] = statistics.median(values)
+            out[key + "_runs"] = values
+            out[key + "_spread"] = [min(values), max(values)]
+    if "rate" in out and "p50_us" in out:
+        out["met"] = out["rate"] >= TARGETS["rate"] and out["p50_us"] <= TARGETS["p50_us"]
+    return out
+
+
+def _ratio_cell(entry: dict[str, Any] | None, key: str) -> str:
+    if not entry or key not in entry:
+        return "-"
+    low, high = entry[key + "_spread"]
+    target = TARGETS.get(key)
+    miss = target is not None and (entry[key] < target if key == "rate" else entry[key] > target)
+    cell = f"{entry[key]:.2f}"
+    if len(entry[key + "_runs"]) > 1:
+        cell += f" ({low:.2f}-{high:.2f})"
+    return cell + (" !" if miss else "  ")
+
+
+def ratio_table(sweep: dict[str, Any]) -> str:
+    """The zmsg/raw ratio of requests/s and of p50 at every point, as two in-flight x payload grids.
+
+    Cells are medians of the per-repeat ratios with their range in brackets; ``!`` marks a point
+    that misses the target (requests/s >= 0.95x raw, p50 <= 1.10x raw).
+    """
+    by_key = {(r["in_flight"], r["payload_size"]): r for r in sweep.get("ratios", [])}
+    blocks = []
+    grids = [("rate", f"zmsg/raw requests/s (target >= {TARGETS['rate']:g})"),
+             ("p50_us", f"zmsg/raw p50 latency (target <= {TARGETS['p50_us']:g})")]
+    if any("cpu_us_per_op" in r for r in by_key.values()):
+        grids.append(("cpu_us_per_op", "zmsg/raw CPU time per request, client + service (less load-sensitive)"))
+    for key, title in grids:
+        header = ["in flight"] + [_size(size) for size in sweep["payload_sizes"]]
+        rows = [[str(n)] + [_ratio_cell(by_key.get((n, size)), key) for size in sweep["payload_sizes"]]
+                for n in sweep["in_flight"]]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        blocks.append(title + "\n" + "\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def sweep_table(sweep: dict[str, Any]) -> str:
-    """One row per point: zmsg and raw side by side."""
+    """One row per point (zmsg and raw side by side, medians), then the ratio grids."""
     by_key = {(p["impl"], p["in_flight"], p["payload_size"]): p for p in sweep["points"]}
     header = ["in-flight", "payload", "zmsg req/s", "raw req/s", "zmsg/raw", "zmsg MB/s", "zmsg p50 us", "raw p50 us"]
     rows = []
@@ -91,8 +176,13 @@ def sweep_table(sweep: dict[str, Any]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     m = sweep["machine"]
-    return f"zmsg {m['zmsg']} sweep · {m['date']} · {m['nproc']} x {m['cpu']} · " \
-           f"{sweep['seconds_per_point']:g} s per point\n\n" + "\n".join(lines)
+    repeat = sweep.get("repeat", 1)
+    head = f"zmsg {m['zmsg']} sweep · {m['date']} · {m['nproc']} x {m['cpu']} · " \
+           f"{sweep['seconds_per_point']:g} s per point" + (f" · {repeat} repeats, medians" if repeat > 1 else "")
+    text = head + "\n\n" + "\n".join(lines)
+    if sweep.get("ratios"):
+        text += "\n\n" + ratio_table(sweep)
+    return text
 
 
 def _num(value: float | None) -> str:
@@ -110,17 +200,21 @@ def check_plotting() -> None:
 
 
 def plot(sweep: dict[str, Any], path: str) -> None:
-    """Save throughput (requests/s, MB/s) and p50 latency against payload size, per in-flight."""
+    """Save throughput (requests/s, MB/s), p50 latency and the zmsg/raw ratios against payload size.
+
+    The ratio panel draws requests/s ratios solid and p50 ratios dashed, per in-flight window,
+    with the spread over repeats as error bars and the targets as grey lines.
+    """
     check_plotting()
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.8), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     panels = (("rate", "requests/s"), ("mb_per_s", "MB/s (payload once)"), ("p50_us", "p50 latency (us)"))
-    for ax, (key, title) in zip(axes, panels, strict=True):
+    for ax, (key, title) in zip(axes, panels, strict=False):
         for i, in_flight in enumerate(sweep["in_flight"]):
             for impl, style in (("zmsg", "-"), ("raw", "--")):
                 pts = sorted((p["payload_size"], p[key]) for p in sweep["points"]
@@ -128,14 +222,32 @@ def plot(sweep: dict[str, Any], path: str) -> None:
                 if pts:
                     ax.plot([x for x, _ in pts], [y for _, y in pts], style, marker="o", markersize=3,
                             color=colors[i % len(colors)], label=f"{impl}, {in_flight} in flight")
-        ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("payload size (bytes)")
         ax.set_title(title)
+    ratio_ax = axes[3]
+    for i, in_flight in enumerate(sweep["in_flight"]):
+        for key, style, what in (("rate", "-", "req/s"), ("p50_us", "--", "p50")):
+            rpts = sorted((r["payload_size"], r[key], r[key + "_spread"]) for r in sweep.get("ratios", [])
+                          if r["in_flight"] == in_flight and key in r)
+            if rpts:
+                ratio_ax.errorbar([x for x, _, _ in rpts], [y for _, y, _ in rpts],
+                                  yerr=[[y - s[0] for _, y, s in rpts], [s[1] - y for _, y, s in rpts]],
+                                  fmt=style, marker="o", markersize=3, capsize=2, color=colors[i % len(colors)],
+                                  label=f"{what}, {in_flight} in flight")
+    for key, target in TARGETS.items():
+        ratio_ax.axhline(target, color="grey", linewidth=0.8, linestyle="-" if key == "rate" else "--")
+    ratio_ax.set_yscale("log")
+    ratio_ax.set_title(f"zmsg/raw: req/s solid (>= {TARGETS['rate']:g}), p50 dashed (<= {TARGETS['p50_us']:g})")
+    ratio_ax.legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("payload size (bytes)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     m = sweep["machine"]
-    fig.suptitle(f"zmsg {m['zmsg']} echo sweep vs raw pyzmq (dashed) · {m['nproc']} x {m['cpu']} · {m['date'][:10]}",
+    repeat = sweep.get("repeat", 1)
+    fig.suptitle(f"zmsg {m['zmsg']} echo sweep vs raw pyzmq (dashed) · {m['nproc']} x {m['cpu']} · {m['date'][:10]}"
+                 f" · {sweep['seconds_per_point']:g} s per point" + (f", median of {repeat}" if repeat > 1 else ""),
                  fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)

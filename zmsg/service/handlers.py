@@ -110,6 +110,8 @@ class Handler:
     # Dispatch builds a Context only when someone reads it: the handler, a middleware or an
     # exception handler (the service sets this at start).
     wants_context: bool = False
+    payload_type: Any = Any  # the payload parameter's annotation (the request/event schema)
+    return_type: Any = Any  # the return annotation (the reply schema)
 
     def call(self, payload: Any, context: Context | None) -> Any:
         if self.context_param is None:
@@ -192,4 +194,6 @@ def bind_handler(func: Callable[..., Any], use: Sequence[Middleware] | None = No
         positional_payload=positional_payload,
         use=check_use(use),
         wants_context=context_param is not None,
+        payload_type=payload_type,
+        return_type=hints.get("return", Any),
     )

@@ -27,12 +27,15 @@ on the failure path.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import logging
+import os
 import secrets
+import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
@@ -41,7 +44,8 @@ from zmsg import __version__ as _zmsg_version, codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
 from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
-from zmsg.errors import FrameError, RpcException, ZmsgError
+from zmsg.endpoints import is_local_endpoint, parse_networks
+from zmsg.errors import FrameError, InsecureBindError, RpcException, SecurityError, ZmsgError
 from zmsg.event_sequence import IN_ORDER, EventGaps
 from zmsg.pipeline import NO_MATCH, ExceptionHandlers, Middleware, check_middleware
 from zmsg.protocol import (
@@ -60,6 +64,7 @@ from zmsg.protocol import (
     KIND_REPLY,
     KIND_REQUEST,
     RESERVED_PREFIX,
+    SCHEMA_PATTERN,
     VERSION,
     BatchBuilder,
     decode_metadata,
@@ -82,9 +87,30 @@ from zmsg.service.handlers import (
 )
 from zmsg.service.ratelimit import RateLimitedLog
 from zmsg.transport import Channel, bind_router, bind_subscriber, events_bind_endpoint
-from zmsg.transport.security import CurveServer
+from zmsg.transport.monitor import AcceptMonitor
+from zmsg.transport.security import (
+    AccessPolicy,
+    CurveServer,
+    KeyGuard,
+    apply_policy,
+    release_policy,
+)
+from zmsg.transport.sockets import too_many_files_message
 
 __all__ = ["Service", "ServiceStats"]
+
+DEFAULT_MAX_PEER_BUFFER = 16 * 1024 * 1024
+"""Bytes of unsent replies one client may have waiting in zmsg before its requests are refused."""
+DEFAULT_REPLY_HWM = 16
+"""Reply messages ZeroMQ itself queues per client (SNDHWM): what zmsg cannot count in bytes, so small."""
+DEFAULT_EVENT_HWM = DEFAULT_HWM
+"""Event messages (batches of up to the emitter's flush_at events) ZeroMQ queues per emitter.
+Large on purpose for now: events queued at the emitter instead are lost if it closes before they
+leave (its XPUB closes with linger 0); see docs/limits.md."""
+MAX_EVENT_TASKS = 1024
+"""Async event handlers running at once (``max_concurrency`` when smaller); past it the event
+socket is not read, so events wait in ZeroMQ and then push back on emitters."""
+_REFUSAL_ALLOWANCE = 64 * 1024  # bytes of 429 errors queued for an over-budget client, then silence
 
 log = logging.getLogger("zmsg.service")
 
@@ -100,10 +126,17 @@ class RequestRoute(Protocol):
     unroutable: int
     dropped: int
 
+    inspect: Any
+
     @property
     def queued(self) -> int: ...
 
+    @property
+    def backlogged_bytes(self) -> int: ...
+
     def send_to(self, peer: bytes, frames: list[Any]) -> None: ...
+
+    def backlog_bytes(self, peer: bytes) -> int: ...
 
     def close(self, linger_ms: int = 0) -> None: ...
 
@@ -131,6 +164,17 @@ class ServiceStats:
     events_out_of_order: int = 0
     malformed_metadata: int = 0
     exceptions_handled: int = 0
+    peer_buffer_exceeded: int = 0
+    """Times a client went over ``max_peer_buffer`` (unread replies); see ``requests_refused``."""
+    auth_failures: int = 0
+    """Peers refused by ZAP (key or address not allowed), and messages of connections whose
+    CURVE key a reload removed (those connections are then closed)."""
+    accept_failures: int = 0
+    """Connections ZeroMQ could not accept (usually: out of file descriptors); they wait and
+    are accepted once descriptors are free."""
+    requests_refused: int = 0
+    """Requests not run because their client was over ``max_peer_buffer`` (answered 429 while
+    the refusals themselves fit, then dropped)."""
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -148,20 +192,42 @@ class Service:
         max_concurrency: int | None = None,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         security: CurveServer | None = None,
-        event_hwm: int = DEFAULT_HWM,
-        reply_hwm: int = DEFAULT_HWM,
+        event_hwm: int = DEFAULT_EVENT_HWM,
+        reply_hwm: int = DEFAULT_REPLY_HWM,
+        max_peer_buffer: int = DEFAULT_MAX_PEER_BUFFER,
+        insecure: bool = False,
+        allow_from: Iterable[str] | None = None,
     ) -> None:
         """``max_concurrency`` caps async handlers running at once (the rest wait in order);
         ``max_message_size`` caps one frame (larger ones disconnect their sender);
         ``heartbeat`` is the ZMTP heartbeat interval in seconds (None: off);
         ``security`` a ``CurveServer`` to require CURVE and an allow-list of client keys;
-        ``event_hwm`` the event messages queued here before emitters are pushed back;
+        ``event_hwm`` the event messages (batches) queued here per emitter before emitters are
+        pushed back;
         ``reply_hwm`` the reply messages ZeroMQ queues for one client that is not reading (then
-        a short per-client backlog, then its oldest replies are dropped and counted)."""
+        zmsg's own per-client backlog);
+        ``max_peer_buffer`` the bytes of that backlog one client may have: while its unread
+        replies exceed it, the client's new requests are refused with a 429 error and not run
+        (see README, "Bounded memory");
+        ``insecure=True`` lets the service bind an address other hosts can reach without CURVE
+        (refused otherwise, with ``InsecureBindError``);
+        ``allow_from`` networks (CIDR text such as ``"10.1.0.0/16"``): without CURVE, only peers
+        from these addresses complete a handshake, on both sockets."""
         if not name or not isinstance(name, str):
             raise ValueError("a Service needs a non-empty name")
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1 (or None for no cap)")
+        if not isinstance(max_peer_buffer, int) or max_peer_buffer < 1:
+            raise ValueError("max_peer_buffer must be a positive number of bytes")
+        if not isinstance(reply_hwm, int) or reply_hwm < 1:
+            raise ValueError("reply_hwm must be at least 1 message")
+        self.max_peer_buffer = max_peer_buffer
+        self.insecure = insecure
+        self._guard: KeyGuard | None = None
+        self.allow_from: tuple[str, ...] = parse_networks(allow_from or ())
+        self._over_budget: set[bytes] = set()
+        self._event_tasks = 0
+        self._accept_monitors: list[AcceptMonitor] = []
         self.max_concurrency = max_concurrency
         self.heartbeat = heartbeat
         self.security = security
@@ -201,6 +267,7 @@ class Service:
             HELLO_PATTERN.encode(): self._hello,
             HEALTH_PATTERN.encode(): self._health,
             INFO_PATTERN.encode(): self._info,
+            SCHEMA_PATTERN.encode(): self._schema,
         }
 
     # -- registration ----------------------------------------------------------------------
@@ -362,25 +429,39 @@ class Service:
         """
         if self._router is not None:
             raise RuntimeError(f"service {self.name!r} is already started")
+        events_endpoint = events_endpoint or events_bind_endpoint(endpoint)
+        for address in (endpoint, events_endpoint):
+            self._check_exposure(address)
         self._loop = asyncio.get_running_loop()
         # libzmq checks MAXMSGSIZE per frame; large bodies travel as their own frames.
         frame_limit = self.max_message_size + 64 * 1024 if self.max_message_size > 0 else -1
+        guarded = self.security is not None or bool(self.allow_from)
+        if guarded:
+            apply_policy(self._zap_domain, self._policy())
         options: dict[str, Any] = {"max_message_size": frame_limit, "heartbeat": self.heartbeat,
-                                   "security": self.security, "zap_domain": self._zap_domain}
+                                   "security": self.security, "zap_domain": self._zap_domain if guarded else ""}
         self.instance_id = secrets.token_hex(8)
-        router_sock, bound = bind_router(endpoint, **options, send_hwm=self.reply_hwm, listen_fd=listen_fd)
+        try:
+            router_sock, bound = bind_router(endpoint, **options, send_hwm=self.reply_hwm, listen_fd=listen_fd)
+        except BaseException:
+            release_policy(self._zap_domain)
+            raise
         try:
             # Events for every instance start with the batch's version byte; events for this
             # instance alone come after its topic frame (docs/protocol.md, "Instances").
-            sub_sock, events_bound = bind_subscriber(events_endpoint or events_bind_endpoint(endpoint), **options,
-                                                     hwm=self.event_hwm,
+            sub_sock, events_bound = bind_subscriber(events_endpoint, **options, hwm=self.event_hwm,
                                                      subscriptions=(BROADCAST_TOPIC, instance_topic(self.instance_id)))
         except BaseException:
             router_sock.close(linger=0)
+            release_policy(self._zap_domain)
             raise
-        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router")
-        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events")
+        # Frames after the identity and the batch are external bodies (>= EXTERNAL_BODY_THRESHOLD):
+        # they are decoded straight from ZeroMQ's buffers instead of being copied first.
+        router = Channel(router_sock, self._on_request_message, name=f"{self.name}/router", copy_frames=2)
+        subscriber = Channel(sub_sock, self._on_event_message, name=f"{self.name}/events", copy_frames=1)
         self._attach(router, subscriber, bound, events_bound)
+        self._accept_monitors = [AcceptMonitor(sock, self._accept_failed, name=channel.name)
+                                 for sock, channel in ((router_sock, router), (sub_sock, subscriber))]
         log.info("service %s listening on %s (events on %s)", self.name, bound, events_bound)
         return bound
 
@@ -397,6 +478,66 @@ class Service:
         self._draining = False
         self._started_at = time.monotonic()
 
+    def _check_exposure(self, endpoint: str) -> None:
+        """Secure by default: an address other hosts can reach needs CURVE, an allow_from list,
+        or an explicit ``insecure=True``."""
+        if self.security is not None or self.insecure or self.allow_from or is_local_endpoint(endpoint):
+            return
+        raise InsecureBindError(
+            f"refusing to bind {endpoint} without CURVE: other hosts could call every pattern; "
+            "turn CURVE on (--curve-secret-key and --curve-allow) or accept it with --insecure "
+            "(Service(insecure=True), ZMSG_SERVE_INSECURE=1, insecure = true in [serve] of zmsg.toml)"
+        )
+
+    def _policy(self) -> AccessPolicy:
+        loop = self._loop
+
+        def refused(address: str, reason: str) -> None:  # on the ZAP thread
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._auth_refused, address, reason)
+
+        return AccessPolicy.create(self.allow_from, self.security, on_refused=refused)
+
+    def _accept_failed(self, error: int) -> None:
+        self.stats.accept_failures += 1
+        reason = too_many_files_message() if error in (errno.EMFILE, errno.ENFILE) else os.strerror(error)
+        self._peer_log.warning("%s: cannot accept a connection: %s", self.name, reason)
+
+    def _auth_refused(self, address: str, reason: str) -> None:
+        self.stats.auth_failures += 1
+        self._peer_log.warning("%s: refused a connection from %s: %s", self.name, address, reason)
+
+    def _key_revoked(self, key: str) -> None:
+        self.stats.auth_failures += 1
+        self._peer_log.warning("%s: closed the connection of client key %s: no longer allowed", self.name, key)
+
+    def reload_security(self) -> dict[str, int]:
+        """Read the CURVE allow-list again from its files/directories (``SIGHUP`` in ``zmsg serve``).
+
+        New handshakes use the new list at once. A connection whose key was removed is closed
+        at its next request or event (which is discarded and counted in ``auth_failures``); its
+        client's reconnect is then refused. If the list cannot be read, nothing changes and
+        ``SecurityError`` says why. Returns the number of keys allowed, added and removed.
+        """
+        if self.security is None:
+            raise SecurityError(f"service {self.name!r} has no CURVE allow-list to reload")
+        old = self.security
+        new = old.reloaded()
+        added, removed = new.allowed_clients - old.allowed_clients, old.allowed_clients - new.allowed_clients
+        self.security = new
+        if self.running:
+            apply_policy(self._zap_domain, self._policy())
+            if removed or self._guard is not None:
+                if self._guard is None:
+                    self._guard = KeyGuard(new.allowed_clients, self._key_revoked)
+                self._guard.allowed = new.allowed_clients
+                for channel in (self._router, self._subscriber):
+                    if channel is not None:
+                        channel.inspect = self._guard
+        log.info("%s: CURVE allow-list reloaded: %d key(s) allowed, %d added, %d removed",
+                 self.name, len(new.allowed_clients), len(added), len(removed))
+        return {"allowed": len(new.allowed_clients), "added": len(added), "removed": len(removed)}
+
     @property
     def _zap_domain(self) -> str:
         return f"zmsg.{self.name}.{id(self):x}"
@@ -406,8 +547,12 @@ class Service:
         if self._router is None:
             return
         self._draining = True
+        for monitor in self._accept_monitors:
+            monitor.close()
+        self._accept_monitors = []
         if self._subscriber is not None:
             # Events already received by ZeroMQ are handled, not thrown away with the socket.
+            self._subscriber.resume()
             self._subscriber.drain()
             self._subscriber.close(linger_ms=0)
             self._subscriber = None
@@ -423,10 +568,23 @@ class Service:
         self._pending.clear()
         self._running.clear()
         self._waiting.clear()
-        if self.security is not None:
-            self.security.release(self._zap_domain)
+        release_policy(self._zap_domain)
+        self._guard = None
         self._endpoint = self._events_endpoint = None
         log.info("service %s stopped", self.name)
+
+    def _reload_signals(self) -> dict[int, Callable[[], None]]:
+        """SIGHUP re-reads the CURVE allow-list (when there is one)."""
+        if self.security is None or not hasattr(signal, "SIGHUP"):
+            return {}
+
+        def on_hangup() -> None:
+            try:
+                self.reload_security()
+            except SecurityError as exc:
+                log.error("%s: SIGHUP: allow-list not reloaded, the previous one stays: %s", self.name, exc)
+
+        return {signal.SIGHUP: on_hangup}
 
     async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
                     on_ready: Callable[[str], None] | None = None, grace: float = 5.0,
@@ -435,7 +593,7 @@ class Service:
         gracefully; a second signal during the drain exits at once (``zmsg.ShutdownSignals``).
         ``listen_fd``: see ``start``."""
         await self.start(endpoint, events_endpoint=events_endpoint, listen_fd=listen_fd)
-        async with signals if signals is not None else ShutdownSignals() as signals:
+        async with signals if signals is not None else ShutdownSignals(self._reload_signals()) as signals:
             try:
                 if on_ready is not None:
                     on_ready(self.endpoint)
@@ -498,6 +656,11 @@ class Service:
     def _dispatch_request(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes, body: bytes,
                           metadata: Mapping[str, str] = EMPTY_METADATA) -> None:
         self.stats.requests += 1
+        if self._router is not None and self._router.backlog_bytes(identity) > self.max_peer_buffer:
+            self._refuse_over_budget(identity, cid)
+            return
+        if self._over_budget:
+            self._over_budget.discard(identity)
         handler = self._message_handlers.get(pattern)
         if handler is None:
             builtin = self._builtins.get(pattern)
@@ -529,6 +692,30 @@ class Service:
             self._waiting.append((identity, cid, handler, payload, ctx, deadline))
             return
         self._run_handler(identity, cid, handler, payload, ctx, deadline)
+
+    def _refuse_over_budget(self, identity: bytes, cid: int) -> None:
+        """The client is not reading its replies: run nothing more for it until it catches up.
+
+        Each refused request is answered with a 429 error (queued behind the unread replies, so
+        a client that resumes reading learns why) while those errors fit in a small allowance;
+        past it, refused requests get no answer, so the memory held for the client stays
+        within ``max_peer_buffer`` plus the replies of requests it had running plus the allowance.
+        """
+        assert self._router is not None
+        self.stats.requests_refused += 1
+        backlog = self._router.backlog_bytes(identity)
+        if identity not in self._over_budget:
+            if len(self._over_budget) >= 1024:  # forget clients that caught up (or left)
+                self._over_budget = {p for p in self._over_budget if self._router.backlog_bytes(p) > 0}
+            self._over_budget.add(identity)
+            self.stats.peer_buffer_exceeded += 1
+            self._peer_log.warning(
+                "%s: client %s has %d bytes of unread replies (max_peer_buffer %d): refusing its requests "
+                "until it reads them", self.name, identity.hex(), backlog, self.max_peer_buffer)
+        if backlog <= self.max_peer_buffer + _REFUSAL_ALLOWANCE:
+            self._reply_error(identity, cid, error_object(
+                429, f"Too many unread replies: this client has {backlog} bytes of replies it has not read "
+                     f"(max_peer_buffer {self.max_peer_buffer})"))
 
     def _run_handler(self, identity: bytes, cid: int, handler: Handler, payload: Any, ctx: Context | None,
                      deadline: float | None) -> None:
@@ -740,6 +927,9 @@ class Service:
             if handler.is_async:
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
+                self._event_tasks += 1
+                if self._event_tasks >= self._event_task_limit and self._subscriber is not None:
+                    self._subscriber.pause()  # bounded: further events wait in ZeroMQ, then at the emitters
                 task.add_done_callback(lambda t, h=handler, c=ctx: self._event_done(t, pattern, h, c))
 
     @property
@@ -767,8 +957,16 @@ class Service:
             self._peer_log.warning("%s: missed %d event(s) from emitter %08x (sequence %d -> %d)",
                                    self.name, seen.missed, emitter, seen.previous, seq)
 
+    @property
+    def _event_task_limit(self) -> int:
+        return min(MAX_EVENT_TASKS, self.max_concurrency or MAX_EVENT_TASKS)
+
     def _event_done(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler, ctx: Context | None) -> None:
         self._tasks.discard(task)
+        self._event_tasks -= 1
+        subscriber = self._subscriber
+        if subscriber is not None and subscriber.paused and self._event_tasks <= self._event_task_limit // 2:
+            subscriber.resume()
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._event_failed(pattern, handler, exc, ctx)
 
@@ -825,6 +1023,11 @@ class Service:
         # Answered while draining too, so an orchestrator sees "draining" rather than silence.
         return {"status": "draining" if self._draining else "serving", "service": self.name}
 
+    def _schema(self) -> dict[str, Any]:
+        from zmsg.contract import service_document  # built on demand: no cost unless asked
+
+        return service_document(self)
+
     def _info(self) -> dict[str, Any]:
         return {
             "service": self.name,
@@ -843,6 +1046,8 @@ class Service:
             "workers": self.workers,
             "uptime": round(self.uptime, 3),
             "in_flight": len(self._tasks),
+            "max_peer_buffer": self.max_peer_buffer,
+            "reply_backlog_bytes": self._router.backlogged_bytes if self._router is not None else 0,
             "stats": self.stats.as_dict(),
         }
 

@@ -45,7 +45,7 @@ _IDENTITY = b"\x00zmsg-test-client"
 class _MemoryRoute:
     """Stands in for the service's ROUTER channel: replies go straight to the test client."""
 
-    __slots__ = ("on_idle", "unroutable", "dropped", "_deliver", "closed")
+    __slots__ = ("on_idle", "unroutable", "dropped", "_deliver", "closed", "inspect")
 
     def __init__(self, deliver: Callable[[list[Any]], None]) -> None:
         self.on_idle: Callable[[], None] | None = None
@@ -53,9 +53,17 @@ class _MemoryRoute:
         self.dropped = 0
         self._deliver = deliver
         self.closed = False
+        self.inspect: Any = None  # per-message metadata checks need a socket: unused in memory
 
     @property
     def queued(self) -> int:
+        return 0
+
+    def backlog_bytes(self, peer: bytes) -> int:
+        return 0  # replies are delivered at once: nothing ever waits for a client here
+
+    @property
+    def backlogged_bytes(self) -> int:
         return 0
 
     def send_to(self, peer: bytes, frames: list[Any]) -> None:

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.errors import ServiceUnavailable
+from zmsg.transport.monitor import EVENT_NAMES, WATCHED_EVENTS
 from zmsg.transport.sockets import (
     Security,
+    connect_all,
     connect_dealer,
     connect_publisher,
     subscription_change,
@@ -38,19 +41,44 @@ def _ms(timeout: float) -> int:
 class BlockingDealer:
     """A DEALER owned by one thread: send a message, wait for the next one with a timeout."""
 
-    __slots__ = ("sock", "_rcvtimeo", "__weakref__")
+    __slots__ = ("sock", "_rcvtimeo", "_monitor", "__weakref__")
 
     def __init__(self, endpoints: list[str], *, heartbeat: float | None = DEFAULT_HEARTBEAT,
                  security: Security | None = None) -> None:
-        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat, security=security)
+        self.sock: zmq.Socket[Any] = connect_dealer(endpoints, heartbeat=heartbeat, security=security, connect=False)
+        # Monitor first, connect second (no event before anyone listens); read without blocking
+        # by ``link_events`` when the owner wants to know which endpoints are up.
+        self._monitor: zmq.Socket[Any] = self.sock.get_monitor_socket(WATCHED_EVENTS)
+        try:
+            connect_all(self.sock, endpoints)
+        except BaseException:
+            self._monitor.close(linger=0)
+            raise
         self._rcvtimeo = _NO_TIMEOUT
+
+    def link_events(self) -> list[tuple[str, str]]:
+        """Connection events since the last call, as (``EVENT_NAMES`` name, endpoint)."""
+        found: list[tuple[str, str]] = []
+        monitor = self._monitor
+        try:
+            while monitor.poll(0):
+                message = parse_monitor_message(monitor.recv_multipart())
+                name = EVENT_NAMES.get(int(message["event"]))
+                raw: Any = message["endpoint"]
+                if name is not None:
+                    found.append((name, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)))
+        except zmq.ZMQError:
+            pass
+        return found
 
     def send(self, frames: Sequence[Any]) -> None:
         try:
             if len(frames) == 1:
                 self.sock.send(frames[0])
             else:
-                self.sock.send_multipart(frames, copy=False)
+                # Copying, as Channel does: pyzmq's zero-copy frames over 64 KiB release their
+                # buffer through its garbage-collector thread, which costs more than the copy.
+                self.sock.send_multipart(frames)
         except zmq.ZMQError as exc:
             raise ServiceUnavailable(f"cannot send: {exc.strerror}") from None
 
@@ -91,18 +119,26 @@ class BlockingDealer:
             raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
         return frame
 
-    def recv_rest(self) -> list[bytes]:
-        """The remaining frames of the message whose first frame ``recv_first`` returned."""
+    def recv_rest(self) -> list[Any]:
+        """The remaining frames of the message whose first frame ``recv_first`` returned.
+
+        They are large bodies: returned as ``zmq.Frame`` buffers, decoded without a copy.
+        """
         sock = self.sock
-        rest: list[bytes] = []
+        rest: list[Any] = []
         try:
             while sock.getsockopt(zmq.RCVMORE):
-                rest.append(sock.recv())
+                rest.append(sock.recv(copy=False))
         except zmq.ZMQError as exc:
             raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None
         return rest
 
     def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self._monitor.close(linger=0)
         self.sock.close(linger=0)
 
 
@@ -151,7 +187,7 @@ class BlockingPublisher:
             if len(frames) == 1:
                 sock.send(frames[0])
             else:
-                sock.send_multipart(frames, copy=False)
+                sock.send_multipart(frames)  # copying: see BlockingDealer.send
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:

@@ -35,6 +35,12 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+
+
+def _size(frames: list[Any]) -> int:
+    # The identity frame (frames[0]) is not counted: it is a few bytes and not a reply.
+    return sum(len(frame) for frame in frames[1:])
 
 
 def _events(sock: zmq.Socket[Any]) -> int:
@@ -59,18 +65,28 @@ class Channel:
         "on_idle",
         "_backlogs",
         "_backlog_timer",
+        "_backlog_bytes",
         "dropped",
+        "_copy_frames",
+        "inspect",
+        "_paused",
     )
 
     def __init__(
         self,
         sock: zmq.Socket[Any],
-        on_message: Callable[[list[bytes]], None] | None,
+        on_message: Callable[[list[Any]], None] | None,
         *,
         name: str = "channel",
         loop: asyncio.AbstractEventLoop | None = None,
+        copy_frames: int | None = None,
     ) -> None:
+        """``copy_frames``: receive only the first N frames of each message as ``bytes`` and the
+        rest as ``zmq.Frame`` buffers, without copying them (None: copy every frame). For owners
+        whose protocol puts only large bodies after the first frames: a body is then decoded
+        straight from ZeroMQ's buffer, saving a copy and a large allocation per body."""
         self._loop = loop or asyncio.get_running_loop()
+        self._copy_frames = copy_frames
         self.sock = sock
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # always an int for FD
         self._on_message = on_message
@@ -87,7 +103,15 @@ class Channel:
         # stops reading never delays messages to the others.
         self._backlogs: dict[bytes, deque[list[Any]]] = {}
         self._backlog_timer: asyncio.TimerHandle | None = None
+        # Bytes of each backlog: what zmsg holds for a peer beyond ZeroMQ's own queue (SNDHWM
+        # messages), so that the owner can hold each peer to a budget in bytes.
+        self._backlog_bytes: dict[bytes, int] = {}
         self.dropped = 0
+        # When set, messages are received with their ZeroMQ metadata and shown to ``inspect``
+        # (its last frame) first; a False answer discards the message. Off by default: the
+        # metadata costs a Frame object per message (used after a CURVE allow-list reload).
+        self.inspect: Callable[[zmq.Frame], bool] | None = None
+        self._paused = False
         self._loop.add_reader(self._fd, self._on_ready)
         # The FD may already be signalled (messages queued before we registered).
         self._schedule_drain()
@@ -101,22 +125,32 @@ class Channel:
 
     def _on_ready(self) -> None:
         self._drain_scheduled = False
-        if self._closed:
+        if self._closed or self._paused:
             return
         sock = self.sock
         try:
             if self._outq:
                 self._flush_queue()
             on_message = self._on_message
-            recv = sock.recv_multipart
+            recv = sock.recv
             getsockopt = sock.getsockopt
+            copy_frames = self._copy_frames
             for _ in range(MAX_MESSAGES_PER_WAKEUP):
                 # Asking ZMQ_EVENTS first is cheaper than ending every drain with a zmq.Again
                 # exception, and reading it re-arms the edge-triggered FD just the same.
                 if not getsockopt(_EVENTS) & _POLLIN:  # type: ignore[operator]
                     break
                 try:
-                    frames = recv(_NOBLOCK)
+                    if self.inspect is None:
+                        # recv_multipart's loop, inline, choosing per frame whether to copy.
+                        frames: list[Any] = [recv(_NOBLOCK)]
+                        while getsockopt(_RCVMORE):
+                            frames.append(recv(_NOBLOCK, copy=copy_frames is None or len(frames) < copy_frames))
+                    else:
+                        raw = sock.recv_multipart(_NOBLOCK, copy=False)
+                        if not self.inspect(raw[-1]):
+                            continue
+                        frames = [frame.bytes for frame in raw]
                 except zmq.Again:
                     break
                 if on_message is None:
@@ -129,9 +163,19 @@ class Channel:
                     log.exception("%s: message handler failed", self.name)
                 if self._closed:
                     return
+                if self._paused:
+                    break
             else:
                 # Budget used up with input still waiting: continue on a later iteration.
                 self._schedule_drain()
+            if self._backlogs:
+                # A peer's pipe drained below its low-water mark: libzmq told the socket, which
+                # woke this reader (ZMQ_EVENTS above processed it), so send now rather than at
+                # the next timer tick; a peer that still is not reading costs one EAGAIN.
+                try:
+                    self._send_backlogs()
+                except ChannelClosed:
+                    return
             if self.on_idle is not None:
                 self.on_idle()
             if self._outq and _events(sock) & _POLLOUT:
@@ -140,6 +184,20 @@ class Channel:
             if self._closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
                 return
             log.error("%s: socket error: %s", self.name, exc)
+
+    def pause(self) -> None:
+        """Stop reading: messages wait in ZeroMQ's queue (up to RCVHWM), then push back on the
+        senders through TCP. Sends are unaffected."""
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._schedule_drain()  # the FD's edge may have fired while paused
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def drain(self) -> None:
         """Handle every message already waiting on the socket now (used before closing it)."""
@@ -167,38 +225,50 @@ class Channel:
         """ROUTER: send one message to ``peer`` (``frames[0]`` is its identity).
 
         If that peer's pipe is full (it is not reading), the message waits in the peer's own
-        backlog, re-tried every few milliseconds; past MAX_PEER_BACKLOG messages the oldest are
-        dropped and counted in ``dropped`` (that peer's requests then time out at the caller).
+        backlog, re-tried every few milliseconds; ``backlog_bytes(peer)`` tells its size, which
+        the owner holds to a budget (the service stops taking that peer's requests). Past
+        MAX_PEER_BACKLOG messages the oldest are dropped and counted in ``dropped`` (that peer's
+        requests then time out at the caller).
         """
         if self._closed:
             raise ChannelClosed(f"{self.name} is closed")
         backlog = self._backlogs.get(peer)
         if backlog is not None:
             if len(backlog) >= MAX_PEER_BACKLOG:
-                backlog.popleft()
+                self._backlog_bytes[peer] -= _size(backlog.popleft())
                 self.dropped += 1
             backlog.append(frames)
+            self._backlog_bytes[peer] += _size(frames)
             return
         if not self._try_send(frames):
             self._backlogs[peer] = deque([frames])
+            self._backlog_bytes[peer] = _size(frames)
             self._arm_backlog_retry()
         if not self._drain_scheduled and _events(self.sock) & _POLLIN:
             self._schedule_drain()
 
+    def backlog_bytes(self, peer: bytes) -> int:
+        """Bytes of messages waiting in ``peer``'s backlog (0 when its pipe is not full)."""
+        return self._backlog_bytes.get(peer, 0)
+
     def _arm_backlog_retry(self) -> None:
         if self._backlog_timer is None and not self._closed:
             self._backlog_timer = self._loop.call_later(_RETRY_PEER_BACKLOG, self._retry_backlogs)
+
+    def _send_backlogs(self) -> None:
+        for peer, backlog in list(self._backlogs.items()):
+            while backlog and self._try_send(backlog[0]):
+                self._backlog_bytes[peer] -= _size(backlog.popleft())
+            if not backlog:
+                del self._backlogs[peer]
+                del self._backlog_bytes[peer]
 
     def _retry_backlogs(self) -> None:
         self._backlog_timer = None
         if self._closed:
             return
         try:
-            for peer, backlog in list(self._backlogs.items()):
-                while backlog and self._try_send(backlog[0]):
-                    backlog.popleft()
-                if not backlog:
-                    del self._backlogs[peer]
+            self._send_backlogs()
         except ChannelClosed:
             return
         if self._backlogs:
@@ -210,6 +280,11 @@ class Channel:
     def backlogged(self) -> int:
         """Messages waiting for peers that are not reading (ROUTER)."""
         return sum(len(b) for b in self._backlogs.values())
+
+    @property
+    def backlogged_bytes(self) -> int:
+        """Bytes waiting for peers that are not reading (ROUTER)."""
+        return sum(self._backlog_bytes.values())
 
     def _try_send(self, frames: list[Any]) -> bool:
         sock = self.sock

@@ -26,6 +26,8 @@ __all__ = [
     "AUTH_FAILED",
     "PROTOCOL_FAILED",
     "WATCHED_EVENTS",
+    "AcceptMonitor",
+    "EVENT_NAMES",
 ]
 
 CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -33,6 +35,15 @@ DISCONNECTED = zmq.EVENT_DISCONNECTED
 CONNECT_FAILED = zmq.EVENT_CONNECT_RETRIED  # an attempt failed (refused, unreachable); ZeroMQ retries
 AUTH_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
 PROTOCOL_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+EVENT_NAMES = {
+    int(CONNECTED): "connected",
+    int(DISCONNECTED): "disconnected",
+    int(CONNECT_FAILED): "connect-failed",
+    int(AUTH_FAILED): "auth-failed",
+    int(PROTOCOL_FAILED): "protocol-failed",
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "protocol-failed",
+}
+"""Watched events by name (the values of ``zmsg.client_core.LinkEvent``)."""
 WATCHED_EVENTS = (
     CONNECTED | DISCONNECTED | CONNECT_FAILED | AUTH_FAILED | PROTOCOL_FAILED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
@@ -55,6 +66,32 @@ class SocketMonitor:
 
     def close(self) -> None:
         """Stop monitoring; call before closing the monitored socket."""
+        if self._channel.closed:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self._channel.close(linger_ms=0)
+
+
+class AcceptMonitor:
+    """Calls ``on_failed(errno)`` each time a listening socket could not accept a connection.
+
+    The usual cause is running out of file descriptors (EMFILE): libzmq then leaves the
+    connection waiting in the kernel's backlog and retries, so nothing crashes, but nothing
+    would say why new clients hang either; the service logs it from here.
+    """
+
+    def __init__(self, sock: zmq.Socket[Any], on_failed: Callable[[int], None], *, name: str) -> None:
+        self._sock = sock
+        self._on_failed = on_failed
+        self._pair = sock.get_monitor_socket(zmq.EVENT_ACCEPT_FAILED)
+        self._channel = Channel(self._pair, self._on_message, name=f"{name}/accept-monitor")
+
+    def _on_message(self, frames: list[bytes]) -> None:
+        message = parse_monitor_message(frames)
+        self._on_failed(int(message["value"]))
+
+    def close(self) -> None:
         if self._channel.closed:
             return
         with contextlib.suppress(zmq.ZMQError):

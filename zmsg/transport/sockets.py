@@ -9,6 +9,7 @@ as EAGAIN (backpressure) instead of silently discarding events.
 
 from __future__ import annotations
 
+import errno
 from typing import Any, Protocol
 
 import zmq
@@ -28,6 +29,8 @@ __all__ = [
     "events_bind_endpoint",
     "events_connect_endpoint",
     "connectable",
+    "new_socket",
+    "too_many_files_message",
     "subscription_change",
 ]
 
@@ -58,6 +61,30 @@ def context() -> zmq.Context[Any]:
     return zmq.Context.instance()
 
 
+def new_socket(kind: int) -> zmq.Socket[Any]:
+    """A socket of the process context; running out of descriptors is an EndpointError that
+    says so (each ZeroMQ socket needs one, each TCP connection another)."""
+    try:
+        sock: zmq.Socket[Any] = context().socket(kind)
+    except zmq.ZMQError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise EndpointError(f"cannot open a ZeroMQ socket: {too_many_files_message()}") from None
+        raise EndpointError(f"cannot open a ZeroMQ socket: {exc.strerror}") from None
+    return sock
+
+
+def too_many_files_message() -> str:
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        limit = f"{soft}"
+    except (ImportError, OSError, ValueError):
+        limit = "unknown"
+    return (f"too many open files (this process may open {limit}; each client connection takes one): "
+            "raise the limit (ulimit -n, LimitNOFILE=) or spread the clients")
+
+
 def _bind(sock: zmq.Socket[Any], endpoint: str) -> str:
     validate_endpoint(endpoint)
     try:
@@ -76,13 +103,15 @@ def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float |
     """A ROUTER bound to ``endpoint``; with ``listen_fd``, ZeroMQ accepts on that already
     listening TCP socket (``ZMQ_USE_FD``) instead of creating one: how the workers of one
     ``zmsg serve`` keep their ports across restarts, the supervisor holding the sockets."""
-    sock = context().socket(zmq.ROUTER)
+    sock = new_socket(zmq.ROUTER)
     if listen_fd is not None:
         sock.setsockopt(zmq.USE_FD, listen_fd)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock, zap_domain)
+    elif zap_domain:  # NULL with an address allow-list: libzmq asks the ZAP handler too
+        sock.setsockopt_string(zmq.ZAP_DOMAIN, zap_domain)
     sock.setsockopt(zmq.SNDHWM, send_hwm)
     sock.setsockopt(zmq.RCVHWM, DEFAULT_HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
@@ -96,10 +125,12 @@ def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: flo
                     hwm: int = DEFAULT_HWM,
                     subscriptions: tuple[bytes, ...] = (b"",)) -> tuple[zmq.Socket[Any], str]:
     """A SUB bound to ``endpoint``, subscribed to each prefix of ``subscriptions``."""
-    sock = context().socket(zmq.SUB)
+    sock = new_socket(zmq.SUB)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock, zap_domain)
+    elif zap_domain:  # NULL with an address allow-list: libzmq asks the ZAP handler too
+        sock.setsockopt_string(zmq.ZAP_DOMAIN, zap_domain)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
     for topic in subscriptions:
@@ -128,7 +159,7 @@ def connect_dealer(endpoints: list[str], *, heartbeat: float | None = DEFAULT_HE
                    security: Security | None = None, connect: bool = True) -> zmq.Socket[Any]:
     """A DEALER connected to ``endpoints``; with ``connect=False`` the caller connects it later
     (after attaching a monitor, so that no connection event happens before anyone listens)."""
-    sock: zmq.Socket[Any] = context().socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = new_socket(zmq.DEALER)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock)
@@ -142,7 +173,7 @@ def connect_dealer(endpoints: list[str], *, heartbeat: float | None = DEFAULT_HE
 
 def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat: float | None = DEFAULT_HEARTBEAT,
                       security: Security | None = None) -> zmq.Socket[Any]:
-    sock: zmq.Socket[Any] = context().socket(zmq.XPUB)
+    sock: zmq.Socket[Any] = new_socket(zmq.XPUB)
     _heartbeat(sock, heartbeat)
     if security is not None:
         security.apply(sock)
