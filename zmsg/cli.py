@@ -11,8 +11,7 @@ from zmsg import commands
 from zmsg.commands import ExitCode, exit_code_for
 from zmsg.config import CONFIG_ENV, CONFIG_FILE, Config, load_config
 from zmsg.errors import ConfigError, RpcException, ZmsgError
-from zmsg.service import Service
-from zmsg.serving import load_service, serve
+from zmsg.serving import Ready, load_service, serve
 from zmsg.transport import validate_endpoint
 from zmsg.transport.security import write_keypair
 
@@ -39,14 +38,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
         "max_peer_buffer": args.max_peer_buffer,
         "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
-        "insecure": args.insecure, "allow_from": args.allow_from,
+        "insecure": args.insecure, "allow_from": args.allow_from, "workers": args.workers,
         "metrics_bind": args.metrics_bind, "otel": args.otel or None, "access_log": args.access_log or None,
     }, flags=flags)
 
-    def ready(service: Service, endpoint: str) -> None:
+    def ready(info: Ready) -> None:
         # tests/conftest.py and process managers parse this line: keep its format.
-        print(f"zmsg: serving {service.name!r} on {endpoint} (events on {service.events_endpoint})",
-              flush=True)
+        workers = f" with {info.workers} workers" if info.workers > 1 else ""
+        print(f"zmsg: serving {info.name!r} on {info.endpoint} (events on {info.events}){workers}", flush=True)
 
     def metrics(url: str) -> None:
         print(f"zmsg: metrics on {url}", flush=True)
@@ -224,6 +223,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"need at least 1 worker, not {value}")
+    return value
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH",
@@ -273,6 +284,8 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="trace every call with OpenTelemetry (needs zmsg[otel] and a tracer provider)")
     serve.add_argument("--access-log", action="store_true",
                        help="log one line per handled call: pattern, outcome, duration")
+    serve.add_argument("--workers", type=_workers, metavar="N|auto",
+                       help="worker processes behind the one endpoint (auto: one per CPU); default 1")
     serve.set_defaults(func=_cmd_serve)
 
 

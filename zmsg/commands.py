@@ -176,6 +176,11 @@ def format_info(answer: Mapping[str, Any]) -> str:
         f"events    {', '.join(answer.get('event_patterns') or []) or '-'}",
         f"stats     {' '.join(f'{k}={v}' for k, v in stats.items()) or '-'}",
     ]
+    if answer.get("instance"):
+        lines.insert(3, f"instance  {answer.get('instance')}")
+    for worker in answer.get("workers") or []:
+        lines.append(f"worker {worker.get('index')}  {worker.get('state')}, pid {worker.get('pid')}, "
+                     f"{worker.get('endpoint')}, {worker.get('restarts', 0)} restart(s)")
     return "\n".join(lines)
 
 

@@ -171,5 +171,5 @@ def test_builtin_patterns_answer_health_and_info(math_service) -> None:
         assert info["endpoint"] == math_service.endpoint
         assert info["events"] == math_service.events_endpoint
         assert '{"cmd":"sum"}' in info["message_patterns"] and "sleep" in info["message_patterns"]
-        assert info["event_patterns"] == ["user_created"]
+        assert info["event_patterns"] == ["config_changed", "user_created"]
         assert info["uptime"] >= 0 and info["stats"]["requests"] >= 1

@@ -35,11 +35,13 @@ __all__ = [
     "ROUTES_ATTR",
     "MESSAGE",
     "EVENT",
+    "BROADCAST_EVENT",
 ]
 
 ROUTES_ATTR = "__zmsg_routes__"
 MESSAGE = "message"
 EVENT = "event"
+BROADCAST_EVENT = "broadcast_event"  # an event handler that runs on every instance of the service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,12 +83,15 @@ def message_pattern(pattern: Pattern, *, use: Sequence[Middleware] | None = None
     return _mark(MESSAGE, pattern, use)
 
 
-def event_pattern(pattern: Pattern, *, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
+def event_pattern(pattern: Pattern, *, broadcast: bool = False,
+                  use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
     """Mark a function or controller method as a handler of the event ``pattern``.
 
+    With several instances of the service an event runs its handlers on one instance only;
+    ``broadcast=True`` makes this handler run on every instance (e.g. to drop a local cache).
     ``use`` lists middleware run around this handler only, inside the service-wide ones.
     """
-    return _mark(EVENT, pattern, use)
+    return _mark(BROADCAST_EVENT if broadcast else EVENT, pattern, use)
 
 
 @dataclass(slots=True)
@@ -100,6 +105,7 @@ class Handler:
     payload_param: str | None
     context_param: str | None
     positional_payload: bool
+    broadcast: bool = False  # event handlers: run on every instance, not only the chosen one
     use: tuple[Middleware, ...] = ()  # the handler's own middleware (``use=[...]``)
     # Dispatch builds a Context only when someone reads it: the handler, a middleware or an
     # exception handler (the service sets this at start).
