@@ -11,8 +11,7 @@ from zmsg import commands
 from zmsg.commands import ExitCode, exit_code_for
 from zmsg.config import CONFIG_ENV, CONFIG_FILE, Config, load_config
 from zmsg.errors import ConfigError, RpcException, ZmsgError
-from zmsg.service import Service
-from zmsg.serving import load_service, serve
+from zmsg.serving import Ready, load_service, serve
 from zmsg.transport import validate_endpoint
 from zmsg.transport.security import write_keypair
 
@@ -39,15 +38,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
         "max_peer_buffer": args.max_peer_buffer,
         "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
-        "insecure": args.insecure, "allow_from": args.allow_from,
+        "insecure": args.insecure, "allow_from": args.allow_from, "workers": args.workers,
+        "metrics_bind": args.metrics_bind, "otel": args.otel or None, "access_log": args.access_log or None,
     }, flags=flags)
 
-    def ready(service: Service, endpoint: str) -> None:
+    def ready(info: Ready) -> None:
         # tests/conftest.py and process managers parse this line: keep its format.
-        print(f"zmsg: serving {service.name!r} on {endpoint} (events on {service.events_endpoint})",
-              flush=True)
+        workers = f" with {info.workers} workers" if info.workers > 1 else ""
+        print(f"zmsg: serving {info.name!r} on {info.endpoint} (events on {info.events}){workers}", flush=True)
 
-    serve(settings, on_ready=ready)
+    def metrics(url: str) -> None:
+        print(f"zmsg: metrics on {url}", flush=True)
+
+    serve(settings, on_ready=ready, on_metrics=metrics)
     return ExitCode.OK
 
 
@@ -61,16 +64,28 @@ def _with_client(args: argparse.Namespace, work: Any) -> Any:
         client.close()
 
 
+def _metadata(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--metadata KEY=VALUE`` pairs: the call's metadata, over the configured client's."""
+    return dict(args.metadata) if args.metadata else None
+
+
+def _metadata_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def _cmd_call(args: argparse.Namespace) -> int:
     pattern, data = commands.parse_pattern(args.pattern), commands.parse_data(args.data)
-    reply = _with_client(args, lambda client: commands.call(client, pattern, data))
+    reply = _with_client(args, lambda client: commands.call(client, pattern, data, _metadata(args)))
     print(commands.to_json(reply), flush=True)
     return ExitCode.OK
 
 
 def _cmd_emit(args: argparse.Namespace) -> int:
     pattern, data = commands.parse_pattern(args.pattern), commands.parse_data(args.data)
-    _with_client(args, lambda client: commands.emit(client, pattern, data))
+    _with_client(args, lambda client: commands.emit(client, pattern, data, _metadata(args)))
     return ExitCode.OK
 
 
@@ -167,6 +182,7 @@ examples:
   zmsg call tcp://127.0.0.1:5555 '{"cmd":"sum"}' '[1, 2, 3]'
   zmsg call tcp://127.0.0.1:5555 get_user '{"id": 7}' --timeout 2
   echo '{"id": 7}' | zmsg call BILLING_SERVICE get_invoice -
+  zmsg call tcp://127.0.0.1:5555 whoami -m "authorization=Bearer s3cret" -m trace-id=t1
 """ + _CLIENT_NOTE
 
 _EMIT_EPILOG = """\
@@ -204,6 +220,18 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"need at least 1 worker, not {value}")
     return value
 
 
@@ -250,6 +278,14 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                             "(refused otherwise; loopback, ipc and inproc need nothing)")
     serve.add_argument("--allow-from", metavar="CIDR", action="append",
                        help="admit only peers from this network (e.g. 10.1.0.0/16) on both sockets; repeatable")
+    serve.add_argument("--metrics-bind", metavar="HOST:PORT",
+                       help="serve Prometheus /metrics there (port 0 picks one; needs zmsg[metrics])")
+    serve.add_argument("--otel", action="store_true",
+                       help="trace every call with OpenTelemetry (needs zmsg[otel] and a tracer provider)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per handled call: pattern, outcome, duration")
+    serve.add_argument("--workers", type=_workers, metavar="N|auto",
+                       help="worker processes behind the one endpoint (auto: one per CPU); default 1")
     serve.set_defaults(func=_cmd_serve)
 
 
@@ -265,6 +301,8 @@ def _add_client_command(sub: Any, common: argparse.ArgumentParser, name: str, he
                             help="a string, or a JSON object such as '{\"cmd\":\"sum\"}'")
         parser.add_argument("data", metavar="JSON", nargs="?", default=None,
                             help="the payload as JSON ('-' reads stdin; default null)")
+        parser.add_argument("--metadata", "-m", metavar="KEY=VALUE", action="append", type=_metadata_pair,
+                            help="metadata sent with it (repeatable), over the client's configured metadata")
     parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                         help="reply timeout (default 10)")
     parser.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS",

@@ -26,6 +26,13 @@ is queued for that peer. A stream waits on a timer only while its queue is empty
 Metadata (the proxy's defaults under each call's) travels in a section of the record only when
 there is some. Client middleware (``middleware=[...]``) runs around a call only when configured:
 without it, awaiting a request is exactly the direct path.
+
+Several instances of one service (the workers of ``zmsg serve --workers``, whose hello lists
+them all and which the proxy then connects to as well, or endpoints on several hosts): each
+event is addressed to one subscribed instance, round-robin, with a copy to the others only for
+their broadcast handlers (``client_core.EventRouter``), numbered per instance. An instance
+that drops out is skipped while it is away; when its connection comes back its hello is asked
+again (a restarted worker has a new instance id and event port).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Generator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
@@ -43,8 +51,10 @@ from zmsg.client_core import (
     HELLO_ROUTE,
     RETRYABLE,
     Call,
+    EventRouter,
     EventStamper,
     Hello,
+    InstanceRoute,
     LinkEvent,
     PeerLink,
     PeerState,
@@ -52,8 +62,11 @@ from zmsg.client_core import (
     check_one_service,
     check_size,
     client_options,
+    hello_instance,
+    instance_endpoints,
     malformed_reply,
     merge_metadata,
+    name_to_resolve,
     no_answer,
     pick_peer,
     read_hello,
@@ -62,6 +75,7 @@ from zmsg.client_core import (
     reply_value,
     request_ttl_ms,
     resolve_endpoints,
+    resolved_endpoints,
     retry_attempts,
     retry_delay,
     unavailable,
@@ -127,7 +141,7 @@ class ClientStats:
 class _Peer:
     """One endpoint of the service: its DEALER, its pending batch and its link (state)."""
 
-    __slots__ = ("endpoint", "link", "channel", "monitor", "batch", "events_endpoint")
+    __slots__ = ("endpoint", "link", "channel", "monitor", "batch", "events_endpoint", "instance")
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -136,6 +150,7 @@ class _Peer:
         self.monitor: SocketMonitor | None = None
         self.batch = BatchBuilder()
         self.events_endpoint: str | None = None
+        self.instance: tuple[str, frozenset[bytes]] | None = None  # (id, broadcast patterns) from its hello
 
 
 # future, route, timeout, peer, typed decoder of the reply (None: untyped)
@@ -437,6 +452,10 @@ class ClientProxy:
         self._events_scheduled = False
         self._events_ready = False
         self._stamper = EventStamper()
+        self._router = EventRouter(self._stamper.emitter_id)
+        self._addressing = False  # every endpoint named its instance: address each event to one
+        self._routed_dirty: list[InstanceRoute] = []
+        self._refreshing: set[asyncio.Task[None]] = set()
         self._connect_lock: asyncio.Lock | None = None
         self._opened = False
         self._closed = False
@@ -546,9 +565,17 @@ class ClientProxy:
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
         publisher = self._publisher
-        if not self._events_ready or publisher is None or publisher.subscribers < len(publisher.endpoints):
+        if not self._events_ready or publisher is None:
             return self._emit_when_subscribed(route, body, flags)
-        self._queue_event(route, body, flags)
+        if self._addressing:
+            grown = self._router.route(route, body, publisher.instances, flags)
+            if grown is None:  # no instance (or not one that wants a broadcast copy) subscribed now
+                return self._emit_when_subscribed(route, body, flags)
+            self._queue_routed(grown)
+        elif publisher.subscribers < len(publisher.endpoints):
+            return self._emit_when_subscribed(route, body, flags)
+        else:
+            self._queue_event(route, body, flags)
         if publisher.queued:
             return self._wait_event_accepted(publisher)
         return _ACCEPTED
@@ -562,11 +589,50 @@ class ClientProxy:
         await run_chain(self._middleware, call, call_next)
 
     async def _emit_when_subscribed(self, route: bytes, body: bytes, flags: int) -> None:
-        await self._ensure_subscribers(self.emit_timeout, "the event was not sent")
-        self._queue_event(route, body, flags)
+        if not self._events_ready or not self._addressing:
+            await self._ensure_subscribers(self.emit_timeout, "the event was not sent")
+        if self._addressing:
+            await self._emit_addressed(route, body, flags)
+        else:
+            self._queue_event(route, body, flags)
         publisher = self._publisher
         if publisher is not None and publisher.queued:
             await self._wait_event_accepted(publisher)
+
+    async def _emit_addressed(self, route: bytes, body: bytes, flags: int) -> None:
+        """Wait (bounded) until an instance that can take the event is subscribed, then queue it;
+        instances that are away are not waited for, unless they asked for a broadcast copy."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.emit_timeout
+        while True:
+            publisher = self._publisher
+            if publisher is None:
+                raise ServiceUnavailable("this ClientProxy is closed")
+            grown = self._router.route(route, body, publisher.instances, flags)
+            if grown is not None:
+                self._queue_routed(grown)
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ServiceUnavailable(
+                    f"no instance of service {self.service_name!r} able to take {pattern_repr(route)!r} was "
+                    f"subscribed to events within {self.emit_timeout:g} s; the event was not sent")
+            self._refresh_stale()
+            await publisher.wait_change(min(remaining, 0.25))
+
+    def _queue_routed(self, grown: list[InstanceRoute]) -> None:
+        self.stats.events_emitted += 1
+        for target in grown:
+            count = target.batch.count
+            if count >= self.flush_at:
+                if self._publisher is not None:
+                    self._publisher.send(target.take())
+            elif count == 1:
+                self._routed_dirty.append(target)
+        if not self._events_scheduled:
+            self._events_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush_events)
 
     def _queue_event(self, route: bytes, body: bytes, flags: int) -> None:
         self.stats.events_emitted += 1
@@ -596,13 +662,41 @@ class ClientProxy:
         when a service does not answer within ``connect_timeout``.
         """
         self._ensure_open()
+        if not self._opened:
+            await self._resolve_names()
         await self._ensure_subscribers(self.connect_timeout, "")
+
+    async def _resolve_names(self) -> None:
+        """A host name that resolves to several addresses (a Kubernetes headless service, DNS
+        round-robin) is several instances: one peer per address, instead of the first only."""
+        loop = asyncio.get_running_loop()
+        for peer in list(self._peers):
+            target = name_to_resolve(peer.endpoint)
+            if target is None:
+                continue
+            try:
+                infos = await loop.getaddrinfo(target[0], target[1], type=socket.SOCK_STREAM)
+            except OSError as exc:  # ZeroMQ will retry the name itself; the handshake reports it
+                log.info("cannot resolve %s (%s): connecting to the name as given", peer.endpoint, exc)
+                continue
+            found = resolved_endpoints(target[1], [str(info[4][0]) for info in infos])
+            if len(found) < 2:
+                continue
+            log.info("%s resolves to %d addresses: connecting to each", peer.endpoint, len(found))
+            index = self._peers.index(peer)
+            known = {p.endpoint for p in self._peers}
+            added = [_Peer(e) for e in found if e not in known]
+            self._peers[index:index + 1] = added
+            self._links[index:index + 1] = [p.link for p in added]
+            self.endpoints[index:index + 1] = [p.endpoint for p in added]
 
     async def close(self) -> None:
         """Flush queued events, fail what is still in flight, and release every socket."""
         if self._closed:
             return
         self._closed = True
+        for task in self._refreshing:
+            task.cancel()
         if self._publisher is not None:
             self._flush_events()
             try:
@@ -642,7 +736,11 @@ class ClientProxy:
             peer.batch = BatchBuilder()
 
     async def __aenter__(self) -> ClientProxy:
-        await self.connect()
+        try:
+            await self.connect()
+        except BaseException:  # no __aexit__ will come: release the sockets opened so far
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -667,14 +765,25 @@ class ClientProxy:
         self._ensure_open()
         self._loop = asyncio.get_running_loop()
         for peer in self._peers:
-            sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security, connect=False)
-            # Frames after the batch are external bodies: decoded from ZeroMQ's buffers, uncopied.
-            peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}", copy_frames=1)
-            # Monitor first, connect second: a fast handshake must not happen before we listen.
-            peer.monitor = SocketMonitor(sock, functools.partial(self._on_peer_event, peer),
-                                         name=f"client/{peer.endpoint}")
-            connect_all(sock, [peer.endpoint])
+            self._open_peer(peer)
         self._opened = True
+
+    def _open_peer(self, peer: _Peer) -> None:
+        sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security, connect=False)
+        # Frames after the batch are external bodies: decoded from ZeroMQ's buffers, uncopied.
+        peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}", copy_frames=1)
+        # Monitor first, connect second: a fast handshake must not happen before we listen.
+        peer.monitor = SocketMonitor(sock, functools.partial(self._on_peer_event, peer),
+                                     name=f"client/{peer.endpoint}")
+        connect_all(sock, [peer.endpoint])
+
+    def _add_peer(self, peer: _Peer) -> None:
+        """An endpoint learnt from a hello (another instance of the service) joins the proxy."""
+        self._peers.append(peer)
+        self._links.append(peer.link)
+        self.endpoints.append(peer.endpoint)
+        if self._opened:
+            self._open_peer(peer)
 
     def _pick_peer(self) -> _Peer:
         self._rr = pick_peer(self._links, self._rr)
@@ -870,6 +979,30 @@ class ClientProxy:
             self._fail_peer(peer, failure)
         if self._impatient and (down := unavailable(self._links)) is not None:
             self._fail_impatient(down)
+        if link_event is LinkEvent.CONNECTED and self._addressing and peer.link.hello_stale:
+            self._refresh(peer)  # back after a drop: may be a new process (new instance, new event port)
+
+    def _refresh_stale(self) -> None:
+        for peer in self._peers:
+            if peer.link.hello_stale and peer.link.state is PeerState.UP:
+                self._refresh(peer)
+
+    def _refresh(self, peer: _Peer) -> None:
+        """Ask ``peer``'s hello again in the background (only one at a time per peer)."""
+        if self._closed or self._loop is None or any(t.get_name() == peer.endpoint for t in self._refreshing):
+            return
+        task = self._loop.create_task(self._refresh_one(peer), name=peer.endpoint)
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _refresh_one(self, peer: _Peer) -> None:
+        assert self._connect_lock is not None
+        try:
+            async with self._connect_lock:
+                if peer.link.hello_stale and not self._closed:
+                    await self._learn_event_endpoints([peer], self.connect_timeout, "")
+        except ZmsgError as exc:  # still away: the next reconnect, or the next emit, asks again
+            log.info("%s did not answer its hello after reconnecting: %s", peer.endpoint, exc)
 
     def _failed(self, error: ServiceUnavailable) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -917,14 +1050,28 @@ class ClientProxy:
             self._events_ready = True
 
     async def _learn_event_endpoints(self, peers: list[_Peer], timeout: float, consequence: str) -> None:
-        hellos = await asyncio.gather(*(self._hello(p, timeout, consequence) for p in peers))
-        for peer, hello in zip(peers, hellos, strict=True):
+        hellos = list(await asyncio.gather(*(self._hello(p, timeout, consequence) for p in peers)))
+        asked = list(peers)
+        while True:  # the instances a hello lists (workers of one zmsg serve) join the proxy too
+            known = {p.endpoint for p in self._peers}
+            new = [_Peer(e) for h in hellos for e in instance_endpoints(h) if e not in known]
+            new = list({p.endpoint: p for p in new}.values())
+            if not new:
+                break
+            for peer in new:
+                self._add_peer(peer)
+            hellos += await asyncio.gather(*(self._hello(p, timeout, consequence) for p in new))
+            asked += new
+        for peer, hello in zip(asked, hellos, strict=True):
             self.max_message_size = hello.limit(self.max_message_size)
             peer.events_endpoint = events_connect_endpoint(peer.endpoint, hello.events)
+            peer.instance = hello_instance(hello)
             peer.link.hello_stale = False
         named = check_one_service([*hellos, *(Hello(p.endpoint, self.service_name, "", None, {})
-                                              for p in self._peers if p not in peers)])
+                                              for p in self._peers if p not in asked)])
         self.service_name = named or self.service_name
+        self._addressing = all(p.instance is not None for p in self._peers)
+        self._router.set_instances([(p.endpoint, *p.instance) for p in self._peers if p.instance is not None])
         wanted = {p.events_endpoint for p in self._peers if p.events_endpoint is not None}
         if self._publisher is None:
             self._publisher = Publisher(wanted, hwm=self.event_hwm, heartbeat=self.heartbeat, security=self.security)
@@ -941,8 +1088,16 @@ class ClientProxy:
 
     def _flush_events(self) -> None:
         self._events_scheduled = False
-        if self._events.count and self._publisher is not None:
-            self._publisher.send(self._events.take())
+        publisher = self._publisher
+        if publisher is None:
+            return
+        if self._events.count:
+            publisher.send(self._events.take())
+        if self._routed_dirty:
+            dirty, self._routed_dirty = self._routed_dirty, []
+            for target in dirty:
+                if target.batch.count:
+                    publisher.send(target.take())
 
     async def _wait_subscribers(self, timeout: float, consequence: str) -> None:
         publisher = self._publisher

@@ -15,7 +15,9 @@ socket, an event loop or a clock. They are:
   flag and body (``with_metadata``); the ``Call`` that client middleware sees;
 - the ``$zmsg.hello`` handshake: the request, reading and checking the answer (``read_hello``,
   ``check_one_service``), and what it changes (the service's own size limit);
-- stamping events with the emitter's id and sequence (``EventStamper``);
+- stamping events with the emitter's id and sequence (``EventStamper``), and, with several
+  instances of the service, which instance takes each event (``EventRouter``) and which
+  endpoints a hello adds (``instance_endpoints``);
 - a peer's connection state (``PeerLink``: named states, the error a transition implies) and
   which peer takes the next request (``pick_peer``).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -42,7 +44,7 @@ from zmsg.defaults import (
     DEFAULT_STREAM_WINDOW,
     DEFAULT_TIMEOUT,
 )
-from zmsg.endpoints import validate_endpoint
+from zmsg.endpoints import events_connect_endpoint, validate_endpoint
 from zmsg.errors import (
     AuthenticationFailed,
     FrameError,
@@ -53,13 +55,16 @@ from zmsg.errors import (
     ZmsgError,
 )
 from zmsg.protocol import (
+    FLAG_BROADCAST_ONLY,
     FLAG_METADATA,
     HELLO_PATTERN,
+    INSTANCE_ID_LEN,
     KIND_ERROR,
     KIND_EVENT,
     KIND_REPLY,
     BatchBuilder,
     encode_metadata,
+    instance_topic,
     parse_frames,
 )
 
@@ -87,6 +92,12 @@ __all__ = [
     "no_answer",
     "check_one_service",
     "EventStamper",
+    "EventRouter",
+    "InstanceRoute",
+    "instance_endpoints",
+    "name_to_resolve",
+    "resolved_endpoints",
+    "hello_instance",
     "PeerState",
     "LinkEvent",
     "PeerLink",
@@ -411,6 +422,144 @@ class EventStamper:
     def stamp(self, batch: BatchBuilder, route: bytes, body: bytes, flags: int = 0) -> None:
         self.sequence += 1
         batch.add(KIND_EVENT, flags, self.sequence, self.emitter_id, route, body)
+
+
+def name_to_resolve(endpoint: str) -> tuple[str, int] | None:
+    """(host name, port) of a ``tcp://`` endpoint whose host is a name rather than an address
+    (it may stand for several instances, e.g. a Kubernetes headless service); else None."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if not host or host.startswith("[") or not port.isdigit() or host == "*":
+        return None
+    if all(part.isdigit() for part in host.split(".")) and host.count(".") == 3:
+        return None  # already an IPv4 address
+    return host, int(port)
+
+
+def resolved_endpoints(port: int, addresses: Sequence[str]) -> list[str]:
+    """One endpoint per distinct address a name resolved to, in the resolver's order."""
+    found: list[str] = []
+    for address in addresses:
+        endpoint = f"tcp://[{address}]:{port}" if ":" in address else f"tcp://{address}:{port}"
+        if endpoint not in found:
+            found.append(endpoint)
+    return found
+
+
+def instance_endpoints(hello: Hello) -> list[str]:
+    """The request endpoints of every instance ``hello`` says it belongs with (the workers of one
+    ``zmsg serve``), as this client reaches them: for TCP its own host, their ports."""
+    listed = hello.info.get("instances")
+    if not isinstance(listed, list):
+        return []
+    found: list[str] = []
+    for advertised in listed:
+        if isinstance(advertised, str):
+            endpoint = events_connect_endpoint(hello.endpoint, advertised)
+            try:
+                found.append(validate_endpoint(endpoint))
+            except ZmsgError:
+                continue  # not something this client could reach: skip it, the others still work
+    return found
+
+
+def hello_instance(hello: Hello) -> tuple[str, frozenset[bytes]] | None:
+    """The instance id and broadcast patterns (route bytes) a hello names; None for a service
+    that predates instances (then every event goes to every service, the broadcast form)."""
+    instance = hello.info.get("instance")
+    if not isinstance(instance, str) or len(instance) != INSTANCE_ID_LEN:
+        return None
+    listed = hello.info.get("broadcast")
+    patterns = frozenset(p.encode() for p in listed if isinstance(p, str)) if isinstance(listed, list) else frozenset()
+    return instance, patterns
+
+
+_MAX_ROUTES_TRACKED = 4096
+
+
+class InstanceRoute:
+    """One instance as an emitter addresses it: its topic, its own sequence, its pending batch.
+
+    Keyed by the endpoint it serves on, not by its instance id: a process restarted on the same
+    endpoint (a new id) continues the same sequence, so a successor that restored its
+    predecessor's sequences (``Service.restore_event_sequences``) counts what was lost between.
+    """
+
+    __slots__ = ("key", "instance_id", "topic", "broadcast", "stamper", "batch")
+
+    def __init__(self, key: str, instance_id: str, broadcast: frozenset[bytes], emitter_id: int) -> None:
+        self.key = key
+        self.instance_id = instance_id
+        self.topic = instance_topic(instance_id)
+        self.broadcast = broadcast
+        self.stamper = EventStamper(emitter_id)  # numbered per instance: each sees no gaps
+        self.batch = BatchBuilder()
+
+    def take(self) -> list[Any]:
+        """The addressed message: the topic frame, then the batch."""
+        return [self.topic, *self.batch.take()]
+
+
+class EventRouter:
+    """Which instance of the service takes each event (docs/protocol.md, "Instances").
+
+    One instance, chosen round-robin among those subscribed now, runs the event's handlers; every
+    other subscribed instance that declared a broadcast handler for the pattern gets a copy
+    flagged ``BROADCAST_ONLY``. ``route`` returns None when the event cannot go now: no instance
+    is subscribed, or one that wants a broadcast copy is not (the caller waits, then fails: an
+    event is never dropped silently). Sans-io: the caller says who is subscribed.
+    """
+
+    __slots__ = ("emitter_id", "routes", "_order", "_next")
+
+    def __init__(self, emitter_id: int) -> None:
+        self.emitter_id = emitter_id
+        self.routes: dict[str, InstanceRoute] = {}
+        self._order: list[InstanceRoute] = []
+        # Round-robin per pattern: events of different patterns interleaved in a fixed rhythm
+        # would otherwise all land each pattern on the same instance.
+        self._next: dict[bytes, int] = {}
+
+    def set_instances(self, instances: Sequence[tuple[str, str, frozenset[bytes]]]) -> None:
+        """The instances the service has now, as (endpoint, instance id, broadcast patterns); an
+        endpoint already known keeps its sequence and pending batch, even under a new id."""
+        routes: dict[str, InstanceRoute] = {}
+        for key, instance_id, broadcast in instances:
+            known = self.routes.get(key)
+            if known is None:
+                known = InstanceRoute(key, instance_id, broadcast, self.emitter_id)
+            elif known.instance_id != instance_id:
+                known.instance_id = instance_id
+                known.topic = instance_topic(instance_id)
+            known.broadcast = broadcast
+            routes[key] = known
+        self.routes = routes
+        self._order = list(routes.values())
+
+    def route(self, route: bytes, body: bytes, subscribed: Collection[str], flags: int = 0) -> list[InstanceRoute] | None:
+        order = self._order
+        count = len(order)
+        chosen: InstanceRoute | None = None
+        start = self._next.get(route, 0)
+        for step in range(count):
+            candidate = order[(start + step) % count]
+            if candidate.instance_id in subscribed:
+                chosen = candidate
+                if len(self._next) >= _MAX_ROUTES_TRACKED:
+                    self._next.clear()  # patterns made up per event: forget, spreading stays fair enough
+                self._next[route] = (start + step + 1) % count
+                break
+        if chosen is None:
+            return None
+        copies = [r for r in order if r is not chosen and route in r.broadcast]
+        if any(r.instance_id not in subscribed for r in copies):
+            return None  # a broadcast handler would miss it: wait for that instance instead
+        chosen.stamper.stamp(chosen.batch, route, body, flags)
+        for copy in copies:
+            copy.stamper.stamp(copy.batch, route, body, flags | FLAG_BROADCAST_ONLY)
+        copies.append(chosen)
+        return copies
 
 
 # -- peers -------------------------------------------------------------------------------------

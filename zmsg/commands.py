@@ -129,16 +129,16 @@ def open_client(
     return SyncClientProxy(endpoints, **settings.sync_proxy_options())
 
 
-def call(client: SyncClientProxy, pattern: Pattern, data: Any) -> Any:
+def call(client: SyncClientProxy, pattern: Pattern, data: Any, metadata: dict[str, str] | None = None) -> Any:
     """Handshake, then one request: its reply (or the service's ``RpcException``)."""
     client.handshake()
-    return client.send(pattern, data)
+    return client.send(pattern, data, metadata=metadata)
 
 
-def emit(client: SyncClientProxy, pattern: Pattern, data: Any) -> None:
+def emit(client: SyncClientProxy, pattern: Pattern, data: Any, metadata: dict[str, str] | None = None) -> None:
     """Connect (handshake and event subscription), publish one event, deliver it before closing."""
     client.connect()
-    client.emit(pattern, data)
+    client.emit(pattern, data, metadata=metadata)
 
 
 def info(client: SyncClientProxy) -> dict[str, Any]:
@@ -176,6 +176,11 @@ def format_info(answer: Mapping[str, Any]) -> str:
         f"events    {', '.join(answer.get('event_patterns') or []) or '-'}",
         f"stats     {' '.join(f'{k}={v}' for k, v in stats.items()) or '-'}",
     ]
+    if answer.get("instance"):
+        lines.insert(3, f"instance  {answer.get('instance')}")
+    for worker in answer.get("workers") or []:
+        lines.append(f"worker {worker.get('index')}  {worker.get('state')}, pid {worker.get('pid')}, "
+                     f"{worker.get('endpoint')}, {worker.get('restarts', 0)} restart(s)")
     return "\n".join(lines)
 
 

@@ -80,6 +80,22 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Allow binding an address other hosts can reach without CURVE (refused otherwise)."""
     allow_from: tuple[str, ...] = ()
     """Networks (CIDR) whose peers may connect; others complete no handshake (both sockets)."""
+    metrics_bind: str | None = None
+    """HOST:PORT to serve Prometheus ``/metrics`` on (port 0 picks one); needs the ``metrics`` extra."""
+    otel: bool = False
+    """Trace every call with OpenTelemetry (the application configures the tracer provider)."""
+    access_log: bool = False
+    """Log one line per handled call (pattern, outcome, duration) on the ``zmsg.access`` logger."""
+    workers: Annotated[int, msgspec.Meta(ge=1)] | Literal["auto"] = 1
+    """Worker processes (``auto``: one per CPU this process may use); 1 serves in this process."""
+
+    def worker_count(self) -> int:
+        if self.workers == "auto":
+            try:
+                return max(1, len(os.sched_getaffinity(0)))
+            except AttributeError:  # not Linux
+                return max(1, os.cpu_count() or 1)
+        return self.workers
 
     def security(self) -> CurveServer | None:
         from zmsg.transport.security import CurveServer

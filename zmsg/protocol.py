@@ -52,6 +52,12 @@ __all__ = [
     "EMPTY_METADATA",
     "encode_metadata",
     "decode_metadata",
+    "FLAG_BROADCAST_ONLY",
+    "BROADCAST_TOPIC",
+    "INSTANCE_ID_LEN",
+    "instance_topic",
+    "event_batch_start",
+    "read_subscription",
     "FLAG_STREAM",
     "BatchBuilder",
     "InFlight",
@@ -81,9 +87,10 @@ KIND_NAMES = {
     KIND_CREDIT: "credit",
 }
 
-# Header flag bit 2 on a request: the caller reads a stream (``client.stream``); without it the
-# caller wants one reply (``client.send``). Bits 0 and 1 belong to the framing layer.
-FLAG_STREAM = 0x0004
+# Header flag bit 3 on a request: the caller reads a stream (``client.stream``); without it the
+# caller wants one reply (``client.send``). Bits 0 and 1 belong to the framing layer, bit 2 is
+# FLAG_BROADCAST_ONLY (events).
+FLAG_STREAM = 0x0008
 
 # Patterns starting with this prefix are the service's own (handshake, health, info); user
 # handlers may not register them.
@@ -106,6 +113,43 @@ EXTERNAL_BODY_THRESHOLD = 16 * 1024
 # records: large payloads gain from pipelining, not from batching (W4 and the sweep measured
 # about 2x the MB/s for 64 KiB and 1 MiB bodies, see benches/RESULTS.md).
 FLUSH_EXTERNAL_BYTES = 64 * 1024
+
+# -- events with several instances of one service (docs/protocol.md, "Instances") -------------
+# An event record with this flag runs only the handlers declared ``broadcast=True``: it is the
+# copy an instance other than the one chosen for the event receives.
+FLAG_BROADCAST_ONLY = 0x0004
+# Every instance's SUB subscribes to two prefixes of frame 0: this one, which every batch starts
+# with (its version byte), for events meant for all instances, and its own instance topic.
+BROADCAST_TOPIC = bytes([VERSION])
+_ADDRESSED = b"\x00"  # never a version byte: a frame 0 starting with it is a topic, not a batch
+INSTANCE_ID_LEN = 16  # hex digits; fixed length, so no instance's topic is a prefix of another's
+
+
+def instance_topic(instance_id: str) -> bytes:
+    """The topic frame that addresses an event message to one instance (0x00 + its id)."""
+    if len(instance_id) != INSTANCE_ID_LEN:
+        raise ValueError(f"an instance id has {INSTANCE_ID_LEN} hex digits, not {instance_id!r}")
+    return _ADDRESSED + instance_id.encode("ascii")
+
+
+def event_batch_start(frames: list[Any]) -> int:
+    """Index of the batch frame of an event message: 1 after a topic frame, else 0."""
+    first = frames[0] if frames else b""
+    return 1 if first[:1] == _ADDRESSED else 0
+
+
+def read_subscription(message: bytes) -> tuple[bool, str | None] | None:
+    """What an XPUB subscription message says: (joined, instance id or None for the broadcast
+    topic or an everything subscription); None for a subscription zmsg does not use."""
+    if not message or message[0] not in (0, 1):
+        return None
+    joined = message[0] == 1
+    topic = message[1:]
+    if topic in (b"", BROADCAST_TOPIC):
+        return joined, None
+    if len(topic) == 1 + INSTANCE_ID_LEN and topic[:1] == _ADDRESSED:
+        return joined, topic[1:].decode("ascii", "replace")
+    return None
 
 
 @dataclass

@@ -99,12 +99,12 @@ def test_info_lists_name_version_patterns_and_uptime(math_service) -> None:
     assert "service   math 0.0.0" in text.stdout
     messages = next(line for line in text.stdout.splitlines() if line.startswith("messages  "))
     assert {"echo", "pid", "sleep", '{"cmd":"sum"}'} <= set(messages.split("  ", 1)[1].split(", "))
-    assert "events    user_created" in text.stdout
+    assert "events    config_changed, user_created" in text.stdout
     assert re.search(r"status    serving, up \d", text.stdout)
     raw = zmsg_cmd("info", math_service.endpoint, "--json")
     info = json.loads(raw.stdout)
     assert info["service"] == "math" and info["version"] == "0.0.0" and info["zmsg"] == zmsg.__version__
-    assert info["event_patterns"] == ["user_created"]
+    assert info["event_patterns"] == ["config_changed", "user_created"]
     assert info["uptime"] >= 0 and info["endpoint"] == math_service.endpoint
 
 

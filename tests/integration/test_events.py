@@ -45,14 +45,30 @@ async def test_emit_does_not_wait_for_handling(serve_process) -> None:
         assert await busy == 2.0
 
 
-async def test_every_connected_service_gets_the_event(serve_process) -> None:
+async def test_instances_of_one_service_handle_each_event_once_unless_broadcast(serve_process) -> None:
     a, b = serve_process("mathsvc:service"), serve_process("mathsvc:service")
     async with zmsg.ClientProxy([a.endpoint, b.endpoint]) as fanout:
-        for _ in range(50):
+        for n in range(50):
             await fanout.emit("user_created", {"user_id": "u", "email": "e"})
-    for served in (a, b):
-        async with zmsg.ClientProxy(served.endpoint) as one:
-            assert await _eventually(lambda: one.send("events_seen", "user_created"), 50) == 50
+            await fanout.emit("config_changed", n)  # a broadcast handler: every instance runs it
+    async with zmsg.ClientProxy(a.endpoint) as one_a, zmsg.ClientProxy(b.endpoint) as one_b:
+        for one in (one_a, one_b):
+            assert await _eventually(lambda one=one: one.send("events_seen", "config_changed"), 50) == 50
+            assert (await one.send("$zmsg.info"))["stats"]["events_missed"] == 0
+
+        async def handled_once() -> int:
+            return await one_a.send("events_seen", "user_created") + await one_b.send("events_seen", "user_created")
+
+        assert await _eventually(handled_once, 50) == 50  # each event once, in all
+        assert await one_a.send("events_seen", "user_created") > 0  # spread over both
+        assert await one_b.send("events_seen", "user_created") > 0
+
+
+async def test_one_proxy_is_one_service(serve_process) -> None:
+    math, users = serve_process("mathsvc:service"), serve_process("usersvc:service")
+    with pytest.raises(zmsg.ProtocolError, match="different services"):
+        async with zmsg.ClientProxy([math.endpoint, users.endpoint]):
+            pass
 
 
 async def test_no_events_lost_right_after_connect(serve_process) -> None:

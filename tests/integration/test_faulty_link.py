@@ -142,7 +142,7 @@ async def test_cut_fails_requests_in_flight_and_refuses_connections_until_heal(s
             await _connect(host, int(port))
         link.heal()
         await _connect(host, int(port))  # listening again on the same port
-        assert await client.send("echo", "back", timeout=20) == "back"
+        assert await client.send("echo", "back", timeout=20, wait_for_ready=True) == "back"  # reconnecting
 
 
 async def _connect(host: str, port: int) -> None:

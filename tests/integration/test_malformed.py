@@ -12,7 +12,7 @@ import zmq
 import zmq.asyncio
 
 import zmsg
-from zmsg.protocol import KIND_ERROR, KIND_REQUEST, BatchBuilder, parse_frames
+from zmsg.protocol import BROADCAST_TOPIC, KIND_ERROR, KIND_REQUEST, BatchBuilder, instance_topic, parse_frames
 
 pytestmark = pytest.mark.anyio
 
@@ -110,7 +110,8 @@ async def test_faults_are_counted_and_loops_survive_in_process() -> None:
     try:
         dealer.connect(endpoint)
         pub.connect(service.events_endpoint)
-        assert (await asyncio.wait_for(pub.recv(), 10))[:1] == b"\x01"
+        for _ in range(2):  # the broadcast topic and the instance's own
+            assert (await asyncio.wait_for(pub.recv(), 10))[:1] == b"\x01"
         for frames in _garbage():
             await dealer.send_multipart(frames)
         batch = BatchBuilder()
@@ -120,8 +121,11 @@ async def test_faults_are_counted_and_loops_survive_in_process() -> None:
         assert service.stats.malformed_messages >= 200
         before = service.stats.malformed_messages
         async with zmsg.ClientProxy(endpoint) as client:  # connect() waits for the subscription
-            for frames in _garbage()[:50]:
-                await pub.send_multipart(frames)
+            # The service's SUB filters on its two topics: garbage must start like a batch (the
+            # version byte) or come after this instance's topic frame to reach the parser at all.
+            topic = instance_topic(service.instance_id)
+            for index, frames in enumerate(_garbage()[:50]):
+                await pub.send_multipart([topic, *frames] if index % 2 else [BROADCAST_TOPIC + frames[0], *frames[1:]])
             await client.emit("anything", 1)
             assert await client.send("ping") == "pong"
         # The event socket is read on its own schedule: wait (bounded) for the garbage to be seen.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -237,3 +238,34 @@ async def test_events_carry_metadata_through_middleware_and_exception_handlers_o
                 break
             await asyncio.sleep(0.02)
         assert (await _stats(client))["malformed_metadata"] == after["malformed_metadata"] + 1
+
+
+def _zmsg(*args: str, env: dict[str, str] | None = None) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "zmsg", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_zmsg_call_and_emit_send_metadata_over_the_configured_one(pipeline_service) -> None:
+    import json
+
+    env = {"ZMSG_CLIENT_METADATA": '{ tenant = "t1", authorization = "Bearer from-env" }'}
+    result = _zmsg("call", pipeline_service.endpoint, "whoami", "1", "-m", "authorization=Bearer x=y",
+                   "--metadata", "trace-id=t1", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["metadata"] == {"tenant": "t1", "authorization": "Bearer x=y", "trace-id": "t1"}
+    entry = f"cli-{random.randrange(10**9)}"
+    result = _zmsg("emit", pipeline_service.endpoint, "audit", json.dumps(entry), "-m", "source=cli")
+    assert result.returncode == 0, result.stderr
+    with zmsg.SyncClientProxy(pipeline_service.endpoint, timeout=10) as client:
+        for _ in range(500):
+            seen = client.send("events_seen")
+            if any(s["entry"] == entry for s in seen):
+                break
+            time.sleep(0.02)
+    assert [s["metadata"] for s in seen if s["entry"] == entry] == [{"source": "cli"}]
+    bad = _zmsg("call", pipeline_service.endpoint, "whoami", "-m", "no-equals-sign")
+    assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr

@@ -75,6 +75,12 @@ def events_seen(name: str) -> int:
     return events.get(name, 0)
 
 
+@service.event_pattern("config_changed", broadcast=True)
+def reload_config(version: int) -> None:
+    """Runs on every instance (a local cache to drop), where user_created runs on one."""
+    events["config_changed"] = events.get("config_changed", 0) + 1
+
+
 @service.message_pattern("blob")
 def blob(size: int) -> bytes:
     """A reply of ``size`` bytes (memory-bound tests: a client that never reads them)."""

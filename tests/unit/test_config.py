@@ -215,3 +215,14 @@ def test_default_registry_is_exported() -> None:
     assert isinstance(zmsg.clients, zmsg.ClientRegistry)
     for name in ("SyncClientProxy", "ClientRegistry", "clients", "ConfigError", "load_config"):
         assert name in zmsg.__all__
+
+
+def test_workers_from_every_layer_and_auto() -> None:
+    assert Config().serve().worker_count() == 1
+    assert Config({"serve": {"workers": 3}}).serve().workers == 3
+    assert Config(environ={"ZMSG_SERVE_WORKERS": "2"}).serve().workers == 2
+    auto = Config(environ={"ZMSG_SERVE_WORKERS": "auto"}).serve()
+    assert auto.workers == "auto" and auto.worker_count() >= 1
+    assert Config(environ={"ZMSG_SERVE_WORKERS": "2"}).serve({"workers": 4}).workers == 4
+    with pytest.raises(ConfigError, match="ZMSG_SERVE_WORKERS"):
+        Config(environ={"ZMSG_SERVE_WORKERS": "0"}).serve()

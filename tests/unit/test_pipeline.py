@@ -7,11 +7,16 @@ import subprocess
 import sys
 from typing import Any
 
+import msgspec
 import pytest
 
 import zmsg
 from zmsg.pipeline import NO_MATCH, CallNext, ExceptionHandlers, check_middleware, run_chain
 from zmsg.service.handlers import ChainedHandler, Handler
+
+
+class Order(msgspec.Struct):
+    n: int
 
 
 def _run(coro: Any) -> Any:
@@ -224,3 +229,25 @@ def test_the_in_memory_test_client_runs_the_same_pipeline() -> None:
         assert client.send("balance", metadata={"authorization": "Bearer ok"}, response_type=dict[str, str])
     assert seen == ["request:balance", "request:balance", "request:lookup", "event:audit", "entry",
                     "request:balance"]
+
+
+def test_a_chained_handler_keeps_everything_the_plain_one_knows() -> None:
+    """The schema ($zmsg.schema) and anything else reading handlers sees the same handler."""
+    import dataclasses
+
+    service = zmsg.Service("typed")
+
+    async def mw(ctx: Any, call_next: CallNext) -> Any:
+        return await call_next()
+
+    @service.message_pattern("p", use=[mw])
+    def handler(order: Order, ctx: zmsg.Context) -> list[int]:
+        return [order.n]
+
+    plain = service._message_handlers[b"p"]
+    chained = _bound(service, b"p")
+    assert isinstance(chained, ChainedHandler)
+    for field in dataclasses.fields(Handler):
+        if field.name not in ("is_async", "wants_context"):
+            assert getattr(chained, field.name) == getattr(plain, field.name), field.name
+    assert chained.payload_type is Order and chained.return_type == list[int]

@@ -131,3 +131,24 @@ def test_late_arrivals_inside_a_gap_are_no_longer_counted_missed() -> None:
     assert service._gaps.gaps[7] == [[4, 4], [6, 8]]
     service._dispatch_event(b"e", b"\x01", 2, 7)  # not in a gap: out of order, not "found"
     assert service.stats.events_missed == 4
+
+
+def test_broadcast_event_handlers_are_declared_on_the_service_and_module_level() -> None:
+    service = zmsg.Service("s")
+
+    @service.event_pattern("cache_flush", broadcast=True)
+    def flush(data: object) -> None: ...
+
+    @service.event_pattern("user_created")
+    def welcome(data: object) -> None: ...
+
+    class Controller:
+        @zmsg.event_pattern({"evt": "moved"}, broadcast=True)
+        def moved(self, data: object) -> None: ...
+
+        @zmsg.event_pattern({"evt": "moved"})
+        def once(self, data: object) -> None: ...
+
+    service.include(Controller())
+    assert service.broadcast_patterns == ['cache_flush', '{"evt":"moved"}']
+    assert service.event_patterns == ['cache_flush', 'user_created', '{"evt":"moved"}']

@@ -49,7 +49,7 @@ def _items(stream: ClientStream) -> list[object]:
 def test_the_kinds_are_fixed_numbers() -> None:
     assert (KIND_STREAM_ITEM, KIND_STREAM_END, KIND_CREDIT) == (5, 6, 9)
     assert KIND_NAMES[KIND_CREDIT] == "credit"
-    assert FLAG_STREAM == 0x0004
+    assert FLAG_STREAM == 0x0008  # bit 3; bit 2 is FLAG_BROADCAST_ONLY (events)
 
 
 def test_opening_a_stream_is_a_flagged_request_then_its_first_credit() -> None:

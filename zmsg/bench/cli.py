@@ -67,6 +67,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _worker_counts(text: str) -> list[int]:
+    counts = [_positive_int(part.strip()) for part in text.split(",") if part.strip()]
+    if not counts:
+        raise argparse.ArgumentTypeError("expected worker counts like 2 or 1,2")
+    return list(dict.fromkeys(counts))
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     return tuple(_positive_int(part) for part in text.split(",") if part.strip())
 
@@ -120,6 +127,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive_int, default=1,
                        help="measure each workload (or sweep point) N times, zmsg and raw alternating; "
                             "report medians and the spread of the ratios")
+    bench.add_argument("--workers", type=_worker_counts, default=[1], metavar="N[,N...]",
+                       help="serve with `zmsg serve --workers N` (comma-separated: each in turn, in the same "
+                            "run, e.g. 1,2 for the scaling curve); default 1")
     bench.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     bench.add_argument("--sweep", action="store_true",
                        help="vary in-flight (1, 8, 64, 512) and payload size (64 B to 1 MiB) instead")
@@ -144,7 +154,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             workloads=list(dict.fromkeys(workloads)), count=args.count, duration=args.duration,
             in_flight=args.in_flight, payload_size=args.payload_size, endpoint=args.endpoint,
             raw_endpoint=args.raw_endpoint, clients=_clients(args.client),
-            pin=args.pin, repeat=args.repeat,
+            pin=args.pin, repeat=args.repeat, workers=args.workers,
         )
         if not args.sweep:
             for given, flag in ((args.plot, "--plot"), (args.sweep_in_flight, "--sweep-in-flight"),

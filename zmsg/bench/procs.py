@@ -138,10 +138,11 @@ def _server(name: str, argv: list[str]) -> Iterator[Server]:
         _stop(proc)
 
 
-def zmsg_server() -> Any:
-    """The embedded bench service, via ``zmsg serve`` on an ephemeral loopback port."""
+def zmsg_server(workers: int = 1) -> Any:
+    """The embedded bench service, via ``zmsg serve`` on an ephemeral loopback port (with
+    ``workers`` worker processes behind it when above 1)."""
     return _server("zmsg", [sys.executable, "-m", "zmsg", "serve", "zmsg.bench.service:service",
-                            "--bind", "tcp://127.0.0.1:0", "--log-level", "warning"])
+                            "--bind", "tcp://127.0.0.1:0", "--log-level", "warning", "--workers", str(workers)])
 
 
 def raw_server() -> Any:

@@ -129,6 +129,8 @@ def format_table(report: dict[str, Any]) -> str:
         line(["-" * w for w in widths]),
         *(line(r) for r in rows),
     ]
+    if report.get("skipped"):
+        lines += ["", "skipped:", *(f"  {note}" for note in report["skipped"])]
     failures = _failures(report)
     if failures:
         lines += ["", "failures:", *(f"  {note}" for note in failures)]

@@ -49,6 +49,7 @@ class BenchOptions:
     clients: list[str] = field(default_factory=lambda: ["async"])  # "async" and/or "sync" (W1 only)
     pin: str = "auto"  # CPU placement, see procs.placement
     repeat: int = 1  # measure each workload this many times (zmsg, raw, zmsg, raw, ...); report medians
+    workers: list[int] = field(default_factory=lambda: [1])  # zmsg serve --workers N, each in turn
 
 
 class Progress:
@@ -104,10 +105,11 @@ def make_job(key: str, opts: BenchOptions, count: int | None = None) -> Job:
 
 
 @contextmanager
-def servers(opts: BenchOptions, need_raw: bool = True) -> Iterator[tuple[Server, Server | None]]:
+def servers(opts: BenchOptions, need_raw: bool = True, workers: int = 1) -> Iterator[tuple[Server, Server | None]]:
     """The zmsg and raw servers of a run: started here, or the ones named on the command line."""
     with ExitStack() as stack:
-        zsrv = Server("zmsg", opts.endpoint, "", None) if opts.endpoint else stack.enter_context(zmsg_server())
+        zsrv = (Server("zmsg", opts.endpoint, "", None) if opts.endpoint
+                else stack.enter_context(zmsg_server(workers)))
         rsrv: Server | None = None
         if opts.raw_endpoint:
             rsrv = Server("raw", opts.raw_endpoint, "", None)
@@ -116,15 +118,21 @@ def servers(opts: BenchOptions, need_raw: bool = True) -> Iterator[tuple[Server,
         yield zsrv, rsrv
 
 
-def _measure(impl: str, server: Server, job: Job, label: str, progress: Progress, pin: str) -> dict[str, Any]:
+def _measure(impl: str, server: Server, job: Job, label: str, progress: Progress, pin: str,
+             workers: int = 1) -> dict[str, Any]:
     progress.begin(label, job.count if job.duration is None else 0)
     spec = {"impl": impl, "endpoint": server.endpoint, "events_endpoint": server.events_endpoint or None,
             "jobs": [job.as_dict()]}
     server_cpus, client_cpus = placement(pin, job.workload)
+    if workers > 1:
+        # The server process is the supervisor (idle); its workers may use every CPU, and
+        # confining the client to one would measure the placement, not the scaling.
+        server_cpus = client_cpus = None
     pin_process(server.proc, server_cpus)
-    cpu_before = cpu_seconds(server.proc)
+    measured = server.proc if workers == 1 else None  # the supervisor's CPU says nothing of its workers'
+    cpu_before = cpu_seconds(measured)
     outcome = run_worker(spec, lambda _i, done, total: progress.update(label, done, total), cpus=client_cpus)[0]
-    cpu_after = cpu_seconds(server.proc)
+    cpu_after = cpu_seconds(measured)
     if "error" in outcome:
         progress.end(label, "failed: " + outcome["error"])
         return {"error": outcome["error"]}
@@ -176,20 +184,34 @@ def run_bench(opts: BenchOptions, progress: Progress | None = None) -> dict[str,
         "workloads": opts.workloads, "count": opts.count, "duration": opts.duration,
         "in_flight": opts.in_flight, "payload_size": opts.payload_size,
         "endpoint": opts.endpoint, "raw_endpoint": opts.raw_endpoint, "clients": opts.clients, "pin": opts.pin,
-        "repeat": opts.repeat,
+        "repeat": opts.repeat, "workers": opts.workers,
     }, "workloads": {}}
+    if opts.endpoint and opts.workers != [1]:
+        raise BenchError("--workers starts the service itself: it does not go with --endpoint")
+    for workers in opts.workers:
+        _run_plan(opts, report, progress, workers)
+    return report
+
+
+def _run_plan(opts: BenchOptions, report: dict[str, Any], progress: Progress, workers: int) -> None:
+    suffix = f"@{workers}w" if opts.workers != [1] else ""
     plan: list[tuple[str, str, Workload, Job]] = []
     for key in opts.workloads:
         spec = WORKLOADS[key]
+        if key == "W3" and workers > 1:
+            # The bench counts handled events by asking the service; with workers each one has
+            # its own count (W3 with several instances is tested in tests/integration instead).
+            report.setdefault("skipped", []).append(f"W3{suffix}: not measured with --workers above 1")
+            continue
         job = make_job(key, opts)
         if "async" in opts.clients or key != "W1":
-            plan.append((key, "zmsg", spec, job))
+            plan.append((key + suffix, "zmsg", spec, job))
         if key == "W1" and "sync" in opts.clients:
-            plan.append(("W1-sync", "sync", spec, job))
+            plan.append(("W1-sync" + suffix, "sync", spec, job))
     if not plan:
         raise BenchError("nothing to run")
     repeat = max(1, opts.repeat)
-    with servers(opts) as (zsrv, rsrv):
+    with servers(opts, workers=workers) as (zsrv, rsrv):
         for entry_id, impl, spec, job in plan:
             client = "SyncClientProxy" if impl == "sync" else "ClientProxy"
             zruns: list[dict[str, Any]] = []
@@ -197,22 +219,21 @@ def run_bench(opts: BenchOptions, progress: Progress | None = None) -> dict[str,
             for rep in range(repeat):
                 tag = f" [{rep + 1}/{repeat}]" if repeat > 1 else ""
                 zruns.append(_measure(impl, zsrv, job, f"{entry_id} {spec.title} zmsg ({client}){tag}",
-                                      progress, opts.pin))
+                                      progress, opts.pin, workers))
                 if rsrv is not None:  # right after, so both see the same machine
                     rruns.append(_measure("raw", rsrv, job, f"{entry_id} {spec.title} raw pyzmq{tag}",
-                                          progress, opts.pin))
+                                          progress, opts.pin, workers))
             zres = median_result(zruns)
             rres = median_result(rruns) if rruns else None
             target = SYNC_W1_TARGET if impl == "sync" else spec.target
             entry: dict[str, Any] = {"workload": spec.key, "title": spec.title, "client": client,
-                                     "zmsg": zres, "raw": rres}
+                                     "workers": workers, "zmsg": zres, "raw": rres}
             entry.update(_compare(spec, zres, rres, target))
             if repeat > 1 and rruns:
                 entry["ratio_runs"] = [_compare(spec, z, r, target).get("ratio")
                                        for z, r in zip(zruns, rruns, strict=True)]
                 entry["zmsg_runs"], entry["raw_runs"] = zruns, rruns
             report["workloads"][entry_id] = entry
-    return report
 
 
 def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any, TypeVar
 
@@ -36,11 +36,13 @@ __all__ = [
     "ROUTES_ATTR",
     "MESSAGE",
     "EVENT",
+    "BROADCAST_EVENT",
 ]
 
 ROUTES_ATTR = "__zmsg_routes__"
 MESSAGE = "message"
 EVENT = "event"
+BROADCAST_EVENT = "broadcast_event"  # an event handler that runs on every instance of the service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,12 +84,15 @@ def message_pattern(pattern: Pattern, *, use: Sequence[Middleware] | None = None
     return _mark(MESSAGE, pattern, use)
 
 
-def event_pattern(pattern: Pattern, *, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
+def event_pattern(pattern: Pattern, *, broadcast: bool = False,
+                  use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
     """Mark a function or controller method as a handler of the event ``pattern``.
 
+    With several instances of the service an event runs its handlers on one instance only;
+    ``broadcast=True`` makes this handler run on every instance (e.g. to drop a local cache).
     ``use`` lists middleware run around this handler only, inside the service-wide ones.
     """
-    return _mark(EVENT, pattern, use)
+    return _mark(BROADCAST_EVENT if broadcast else EVENT, pattern, use)
 
 
 @dataclass(slots=True)
@@ -101,6 +106,7 @@ class Handler:
     payload_param: str | None
     context_param: str | None
     positional_payload: bool
+    broadcast: bool = False  # event handlers: run on every instance, not only the chosen one
     use: tuple[Middleware, ...] = ()  # the handler's own middleware (``use=[...]``)
     # Dispatch builds a Context only when someone reads it: the handler, a middleware or an
     # exception handler (the service sets this at start).
@@ -135,11 +141,9 @@ class ChainedHandler(Handler):
 
     @classmethod
     def around(cls, inner: Handler, chain: tuple[Middleware, ...]) -> ChainedHandler:
-        return cls(func=inner.func, name=inner.name, is_async=True, decoder=inner.decoder,
-                   payload_param=inner.payload_param, context_param=inner.context_param,
-                   positional_payload=inner.positional_payload, is_stream=inner.is_stream, use=inner.use,
-                   wants_context=True, payload_type=inner.payload_type, return_type=inner.return_type,
-                   chain=chain, inner=inner)
+        # Every field of the plain handler (its schema types too), whatever fields it grows.
+        same = {f.name: getattr(inner, f.name) for f in fields(Handler)}
+        return cls(**{**same, "is_async": True, "wants_context": True}, chain=chain, inner=inner)
 
     def call(self, payload: Any, context: Context | None) -> Any:
         inner = self.inner

@@ -36,6 +36,7 @@ import errno
 import inspect
 import logging
 import os
+import secrets
 import signal
 import time
 from collections import deque
@@ -52,9 +53,12 @@ from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.endpoints import is_local_endpoint, parse_networks
 from zmsg.errors import FrameError, InsecureBindError, RpcException, SecurityError, ZmsgError
 from zmsg.event_sequence import IN_ORDER, EventGaps
+from zmsg.logfields import call_extra
 from zmsg.pipeline import NO_MATCH, ExceptionHandlers, Middleware, check_middleware
 from zmsg.protocol import (
+    BROADCAST_TOPIC,
     EMPTY_METADATA,
+    FLAG_BROADCAST_ONLY,
     FLAG_METADATA,
     FLAG_STREAM,
     FLUSH_EXTERNAL_BYTES,
@@ -75,11 +79,14 @@ from zmsg.protocol import (
     VERSION,
     BatchBuilder,
     decode_metadata,
+    event_batch_start,
+    instance_topic,
     parse_frames,
 )
 from zmsg.runtime import ShutdownSignals, run
 from zmsg.service.context import Context
 from zmsg.service.handlers import (
+    BROADCAST_EVENT,
     EVENT,
     MESSAGE,
     ROUTES_ATTR,
@@ -267,6 +274,13 @@ class Service:
         self._draining = False
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.instance_id = ""
+        """This running instance's id (new at every start): events are addressed to it."""
+        self.instances: list[str] = []
+        """Request endpoints of every instance this one belongs with (the workers of one
+        ``zmsg serve``), told to clients in the hello so they connect to all of them."""
+        self.workers: list[dict[str, Any]] | None = None
+        """What the supervisor of ``zmsg serve --workers`` reports about its workers."""
         self._builtins: dict[bytes, Callable[[], Any]] = {
             HELLO_PATTERN.encode(): self._hello,
             HEALTH_PATTERN.encode(): self._health,
@@ -289,15 +303,18 @@ class Service:
 
         return decorate
 
-    def event_pattern(self, pattern: Pattern, *, use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
+    def event_pattern(self, pattern: Pattern, *, broadcast: bool = False,
+                      use: Sequence[Middleware] | None = None) -> Callable[[F], F]:
         """Register the decorated function as a handler of the event ``pattern``.
 
-        ``use`` lists middleware run around this handler only, inside the service-wide ones.
+        Several instances of a service (workers, hosts) handle each event once, on one of them;
+        ``broadcast=True`` runs this handler on every instance instead. ``use`` lists middleware
+        run around this handler only, inside the service-wide ones.
         """
-        mark = event_pattern(pattern, use=use)
+        mark = event_pattern(pattern, broadcast=broadcast, use=use)
 
         def decorate(func: F) -> F:
-            self._add(EVENT, encode_pattern(pattern), func, use)
+            self._add(BROADCAST_EVENT if broadcast else EVENT, encode_pattern(pattern), func, use)
             return mark(func)
 
         return decorate
@@ -364,6 +381,7 @@ class Service:
                 )
             self._message_handlers[route] = handler
         else:
+            handler.broadcast = role == BROADCAST_EVENT
             self._event_handlers.setdefault(route, []).append(handler)
 
     def _bind_pipeline(self) -> None:
@@ -392,6 +410,11 @@ class Service:
     def event_patterns(self) -> list[str]:
         return sorted(pattern_repr(p) for p in self._event_handlers)
 
+    @property
+    def broadcast_patterns(self) -> list[str]:
+        """Event patterns with a ``broadcast=True`` handler: every instance gets a copy of these."""
+        return sorted(pattern_repr(p) for p, hs in self._event_handlers.items() if any(h.broadcast for h in hs))
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @property
@@ -415,8 +438,13 @@ class Service:
     def uptime(self) -> float:
         return time.monotonic() - self._started_at if self.running else 0.0
 
-    async def start(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None) -> str:
-        """Bind and start serving; returns the bound endpoint (port 0 picks a free port)."""
+    async def start(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
+                    listen_fd: int | None = None) -> str:
+        """Bind and start serving; returns the bound endpoint (port 0 picks a free port).
+
+        ``listen_fd``: a TCP socket already listening on ``endpoint`` (given by a supervisor) to
+        accept on instead of binding a new one.
+        """
         if self._router is not None:
             raise RuntimeError(f"service {self.name!r} is already started")
         events_endpoint = events_endpoint or events_bind_endpoint(endpoint)
@@ -430,14 +458,17 @@ class Service:
             apply_policy(self._zap_domain, self._policy())
         options: dict[str, Any] = {"max_message_size": frame_limit, "heartbeat": self.heartbeat,
                                    "security": self.security, "zap_domain": self._zap_domain if guarded else ""}
+        self.instance_id = secrets.token_hex(8)
         try:
-            router_sock, bound = bind_router(endpoint, **options, send_hwm=self.reply_hwm)
+            router_sock, bound = bind_router(endpoint, **options, send_hwm=self.reply_hwm, listen_fd=listen_fd)
         except BaseException:
             release_policy(self._zap_domain)
             raise
         try:
-            sub_sock, events_bound = bind_subscriber(events_endpoint, **options,
-                                                     hwm=self.event_hwm)
+            # Events for every instance start with the batch's version byte; events for this
+            # instance alone come after its topic frame (docs/protocol.md, "Instances").
+            sub_sock, events_bound = bind_subscriber(events_endpoint, **options, hwm=self.event_hwm,
+                                                     subscriptions=(BROADCAST_TOPIC, instance_topic(self.instance_id)))
         except BaseException:
             router_sock.close(linger=0)
             release_policy(self._zap_domain)
@@ -575,11 +606,13 @@ class Service:
         return {signal.SIGHUP: on_hangup}
 
     async def serve(self, endpoint: str = "tcp://127.0.0.1:0", *, events_endpoint: str | None = None,
-                    on_ready: Callable[[str], None] | None = None, grace: float = 5.0) -> None:
-        """Start, run until SIGINT/SIGTERM (or cancellation), then stop gracefully; a second
-        signal during the drain exits at once (``zmsg.ShutdownSignals``)."""
-        await self.start(endpoint, events_endpoint=events_endpoint)
-        async with ShutdownSignals(self._reload_signals()) as signals:
+                    on_ready: Callable[[str], None] | None = None, grace: float = 5.0,
+                    listen_fd: int | None = None, signals: ShutdownSignals | None = None) -> None:
+        """Start, run until SIGINT/SIGTERM (or cancellation, or ``signals.stop()``), then stop
+        gracefully; a second signal during the drain exits at once (``zmsg.ShutdownSignals``).
+        ``listen_fd``: see ``start``."""
+        await self.start(endpoint, events_endpoint=events_endpoint, listen_fd=listen_fd)
+        async with signals if signals is not None else ShutdownSignals(self._reload_signals()) as signals:
             try:
                 if on_ready is not None:
                     on_ready(self.endpoint)
@@ -781,7 +814,8 @@ class Service:
             self._reply_error(identity, cid, exc.error)
             return
         self.stats.handler_errors += 1
-        log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc)
+        log.error("%s: handler %s failed", self.name, handler.name, exc_info=exc,
+                  extra=call_extra(ctx.pattern if ctx is not None else handler.name, cid, exc))
         self._reply_error(identity, cid, INTERNAL_ERROR)
 
     def _handle_exception(self, identity: bytes, cid: int, handler: Handler, exc: BaseException,
@@ -933,7 +967,8 @@ class Service:
 
     def _on_event_message(self, frames: list[bytes]) -> None:
         try:
-            records = parse_frames(frames, 0)
+            # A topic frame (0x00 + our instance id) may come first; ZeroMQ filtered on it.
+            records = parse_frames(frames, event_batch_start(frames))
         except FrameError as exc:
             self.stats.malformed_messages += 1
             self._peer_log.warning("%s: rejected malformed event message: %s", self.name, exc)
@@ -941,14 +976,15 @@ class Service:
         for kind, flags, seq, emitter, pattern, body in records:
             if kind == KIND_EVENT:
                 if flags & FLAG_METADATA:
-                    self._dispatch_event_with_metadata(pattern, body, seq, emitter)
+                    self._dispatch_event_with_metadata(pattern, body, seq, emitter, flags)
                 else:
-                    self._dispatch_event(pattern, body, seq, emitter)
+                    self._dispatch_event(pattern, body, seq, emitter, flags=flags)
             else:
                 self.stats.unsupported_kinds += 1
                 self._peer_log.warning("%s: unexpected record kind %d on the event socket", self.name, kind)
 
-    def _dispatch_event_with_metadata(self, pattern: bytes, body: bytes, seq: int, emitter: int) -> None:
+    def _dispatch_event_with_metadata(self, pattern: bytes, body: bytes, seq: int, emitter: int,
+                                      flags: int = 0) -> None:
         try:
             metadata, payload = decode_metadata(body)
         except FrameError as exc:
@@ -959,17 +995,20 @@ class Service:
             self._peer_log.warning("%s: dropped event %r: malformed metadata: %s", self.name, pattern_repr(pattern), exc)
             return
         self._dispatch_event(pattern, payload, seq, emitter,  # type: ignore[arg-type]
-                             MappingProxyType(metadata) if metadata else EMPTY_METADATA)
+                             MappingProxyType(metadata) if metadata else EMPTY_METADATA, flags)
 
     def _dispatch_event(self, pattern: bytes, body: bytes, seq: int = 0, emitter: int = 0,
-                        metadata: Mapping[str, str] = EMPTY_METADATA) -> None:
+                        metadata: Mapping[str, str] = EMPTY_METADATA, flags: int = 0) -> None:
         self.stats.events += 1
         if emitter:
             self._track_sequence(emitter, seq)
         handlers = self._event_handlers.get(pattern)
         if not handlers:
             return  # events nobody here subscribes to are normal: fire-and-forget
+        broadcast_only = flags & FLAG_BROADCAST_ONLY
         for handler in handlers:
+            if broadcast_only and not handler.broadcast:
+                continue  # another instance was chosen to run this handler
             ctx = None
             try:
                 payload = codec.decode_with(handler.decoder, body) if handler.decoder is not None else None
@@ -1046,7 +1085,8 @@ class Service:
         if isinstance(exc, (PayloadError, ZmsgError)):
             self._peer_log.warning("%s: event %r rejected by %s: %s", self.name, pattern_repr(pattern), handler.name, exc)
         else:
-            log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc)
+            log.error("%s: event handler %s failed on %r", self.name, handler.name, pattern_repr(pattern), exc_info=exc,
+                      extra=call_extra(pattern_repr(pattern), ctx.correlation_id if ctx is not None else 0, exc))
 
     def _event_exception_handled(self, task: asyncio.Task[Any], pattern: bytes, handler: Handler,
                                  exc: BaseException) -> None:
@@ -1068,8 +1108,12 @@ class Service:
     # -- built-in patterns -----------------------------------------------------------------
 
     def _hello(self) -> dict[str, Any]:
-        return {"service": self.name, "version": self.version, "protocol": VERSION, "events": self._events_endpoint,
-                "max_message_size": self.max_message_size}
+        hello = {"service": self.name, "version": self.version, "protocol": VERSION, "events": self._events_endpoint,
+                 "max_message_size": self.max_message_size, "instance": self.instance_id,
+                 "broadcast": self.broadcast_patterns}
+        if self.instances:
+            hello["instances"] = list(self.instances)
+        return hello
 
     def _health(self) -> dict[str, Any]:
         # Answered while draining too, so an orchestrator sees "draining" rather than silence.
@@ -1092,6 +1136,10 @@ class Service:
             "events": self._events_endpoint,
             "message_patterns": self.message_patterns,
             "event_patterns": self.event_patterns,
+            "broadcast_patterns": self.broadcast_patterns,
+            "instance": self.instance_id,
+            "instances": list(self.instances) or [self._endpoint],
+            "workers": self.workers,
             "uptime": round(self.uptime, 3),
             "in_flight": len(self._tasks),
             "max_peer_buffer": self.max_peer_buffer,

@@ -3,7 +3,8 @@
 Theory of operation: the XPUB is *verboser* (see sockets.connect_publisher), so every
 subscriber that connects announces itself with one subscription message, and every one that
 leaves (its connection dropped, or a heartbeat timed out) with an unsubscription that libzmq
-generates. Counting them tells how many services would receive an event sent now; waiting for
+generates. Counting them tells how many services would receive an event sent now (and, for
+services with instance topics, exactly which instances are subscribed); waiting for
 the count is waiting on those messages (a future woken by the reader), not polling. Like the
 rest of the transport it moves frames: what an event record is, it does not know.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import zmq
 
 from zmsg.defaults import DEFAULT_HWM
+from zmsg.protocol import read_subscription
 from zmsg.transport.channel import Channel
 from zmsg.transport.sockets import Security, connect_publisher, subscription_change
 
@@ -27,18 +29,31 @@ __all__ = ["Publisher"]
 class Publisher:
     """An XPUB connected to services' event endpoints, counting their live subscriptions."""
 
-    __slots__ = ("channel", "subscribers", "endpoints", "_changed")
+    __slots__ = ("channel", "subscribers", "endpoints", "instances", "_instance_pipes", "_changed")
 
     def __init__(self, endpoints: Iterable[str], *, hwm: int = DEFAULT_HWM, heartbeat: float | None = None,
                  security: Security | None = None, name: str = "client/events") -> None:
         self.endpoints = set(endpoints)
         self.subscribers = 0
+        self.instances: set[str] = set()
+        """Instance ids whose topic is subscribed now (events addressed to them are delivered)."""
+        self._instance_pipes: dict[str, int] = {}  # a reconnecting instance may join before its old pipe left
         self._changed: list[asyncio.Future[None]] = []
         sock = connect_publisher(sorted(self.endpoints), hwm=hwm, heartbeat=heartbeat, security=security)
         self.channel = Channel(sock, self._on_subscription, name=name)
 
     def _on_subscription(self, frames: list[bytes]) -> None:
         self.subscribers += subscription_change(frames[0])
+        change = read_subscription(frames[0])
+        if change is not None and (instance := change[1]) is not None:
+            joined = change[0]
+            pipes = self._instance_pipes.get(instance, 0) + (1 if joined else -1)
+            if pipes > 0:
+                self._instance_pipes[instance] = pipes
+                self.instances.add(instance)
+            else:
+                self._instance_pipes.pop(instance, None)
+                self.instances.discard(instance)
         waiters, self._changed = self._changed, []
         for waiter in waiters:
             if not waiter.done():
@@ -63,6 +78,16 @@ class Publisher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, remaining)
         return True
+
+    async def wait_change(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) for the next subscription or unsubscription."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._changed.append(waiter)
+        self.channel.drain()
+        if not waiter.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
 
     def retarget(self, wanted: set[str]) -> None:
         """Connect to the event endpoints in ``wanted`` and drop the others (services moved)."""

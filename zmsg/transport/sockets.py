@@ -17,6 +17,7 @@ import zmq
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.endpoints import connectable, events_bind_endpoint, events_connect_endpoint, validate_endpoint
 from zmsg.errors import EndpointError
+from zmsg.protocol import read_subscription
 
 __all__ = [
     "context",
@@ -49,6 +50,10 @@ def _heartbeat(sock: zmq.Socket[Any], interval: float | None) -> None:
         sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ivl)
         sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * ivl)
+        # A connect attempt made while the peer is unreachable waits in the kernel's SYN retries
+        # (1, 3, 7, 15 s...); bounded like a heartbeat, ZeroMQ starts a fresh one instead, so a
+        # healed link is used again within seconds (connecting sockets only).
+        sock.setsockopt(zmq.CONNECT_TIMEOUT, 3 * ivl)
 
 
 def context() -> zmq.Context[Any]:
@@ -94,8 +99,13 @@ def _bind(sock: zmq.Socket[Any], endpoint: str) -> str:
 
 def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
                 security: Security | None = None, zap_domain: str = "",
-                send_hwm: int = DEFAULT_HWM) -> tuple[zmq.Socket[Any], str]:
+                send_hwm: int = DEFAULT_HWM, listen_fd: int | None = None) -> tuple[zmq.Socket[Any], str]:
+    """A ROUTER bound to ``endpoint``; with ``listen_fd``, ZeroMQ accepts on that already
+    listening TCP socket (``ZMQ_USE_FD``) instead of creating one: how the workers of one
+    ``zmsg serve`` keep their ports across restarts, the supervisor holding the sockets."""
     sock = new_socket(zmq.ROUTER)
+    if listen_fd is not None:
+        sock.setsockopt(zmq.USE_FD, listen_fd)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     _heartbeat(sock, heartbeat)
     if security is not None:
@@ -112,7 +122,9 @@ def bind_router(endpoint: str, *, max_message_size: int = -1, heartbeat: float |
 
 def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: float | None = DEFAULT_HEARTBEAT,
                     security: Security | None = None, zap_domain: str = "",
-                    hwm: int = DEFAULT_HWM) -> tuple[zmq.Socket[Any], str]:
+                    hwm: int = DEFAULT_HWM,
+                    subscriptions: tuple[bytes, ...] = (b"",)) -> tuple[zmq.Socket[Any], str]:
+    """A SUB bound to ``endpoint``, subscribed to each prefix of ``subscriptions``."""
     sock = new_socket(zmq.SUB)
     _heartbeat(sock, heartbeat)
     if security is not None:
@@ -121,7 +133,8 @@ def bind_subscriber(endpoint: str, *, max_message_size: int = -1, heartbeat: flo
         sock.setsockopt_string(zmq.ZAP_DOMAIN, zap_domain)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    for topic in subscriptions:
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
     if endpoint.startswith("tcp://[") or "::" in endpoint:
         sock.setsockopt(zmq.IPV6, 1)
     return sock, connectable(_bind(sock, endpoint))
@@ -177,6 +190,10 @@ def connect_publisher(endpoints: list[str], *, hwm: int = DEFAULT_HWM, heartbeat
 
 
 def subscription_change(message: bytes) -> int:
-    """+1 for an XPUB subscription message (first byte 1), -1 for an unsubscription (0)."""
-    first = message[:1]
-    return 1 if first == b"\x01" else -1 if first == b"\x00" else 0
+    """+1 for a service subscribing (first byte 1), -1 for one leaving (0), counting only the
+    subscription every service makes once: to the broadcast topic, or to everything (older
+    services); an instance's own topic is tracked apart (``protocol.read_subscription``)."""
+    change = read_subscription(message)
+    if change is None or change[1] is not None:
+        return 0
+    return 1 if change[0] else -1
