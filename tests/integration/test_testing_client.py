@@ -115,3 +115,49 @@ async def test_emit_returns_after_the_handlers_have_finished() -> None:
     async with TestClient(module.service) as users:
         await users.emit("user_created", {"user_id": "now", "email": "e"})
         assert module.controller.audited == ["now"]  # the async handler too, right after emit
+
+
+async def test_streams_are_the_same(connect: Connect) -> None:
+    async with connect("streamsvc") as streams:
+        assert [i async for i in streams.stream("count", 5)] == [0, 1, 2, 3, 4]
+        assert [i async for i in streams.stream("count_sync", 3)] == [0, 1, 2]
+        assert [i async for i in streams.stream("plain", 21)] == [42]  # a plain handler: one item
+        got: list[int] = []
+        with pytest.raises(zmsg.RpcException) as failed:
+            async for item in streams.stream("fail_after", 2):
+                got.append(item)
+        assert got == [0, 1] and failed.value.error == {"status": 409, "message": "stopped after 2"}
+        with pytest.raises(zmsg.RpcException) as crashed:
+            async for _ in streams.stream("crash_after", 1):
+                pass
+        assert crashed.value.error == {"status": 500, "message": "Internal server error"}
+        with pytest.raises(zmsg.RpcException) as use_stream:
+            await streams.send("count", 3)
+        assert use_stream.value.status == 400 and "stream()" in use_stream.value.message
+
+
+async def test_leaving_a_stream_early_closes_the_generator_within_the_window(connect: Connect) -> None:
+    async with connect("streamsvc") as streams:
+        async for item in streams.stream("endless", "early"):
+            if item == 10:
+                break
+        progress = await streams.send("progress", "early")
+        for _ in range(200):
+            if progress["finalized"] == 1:
+                break
+            await asyncio.sleep(0.05)
+            progress = await streams.send("progress", "early")
+        assert progress["finalized"] == 1
+        assert progress["produced"] <= 11 + 1024 + 1  # never more than the window ahead of the consumer
+        with pytest.raises(zmsg.RequestTimeout):
+            async for _ in streams.stream("slow_after", {"n": 2, "name": "quiet"}, timeout=0.3):
+                pass
+
+
+def test_sync_test_client_streams() -> None:
+    with SyncTestClient(_load("streamsvc").service) as streams:
+        assert list(streams.stream("count", 4)) == [0, 1, 2, 3]
+        for item in streams.stream("endless_sync", "sync-early"):
+            if item == 3:
+                break
+        assert streams.send("progress", "sync-early")["finalized"] == 1

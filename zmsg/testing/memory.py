@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Self
 
 from zmsg import codec
@@ -36,6 +36,7 @@ from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
 from zmsg.protocol import KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.runtime import loop_factory
 from zmsg.service import Service
+from zmsg.stream_core import END, ClientStream, add_credit, open_stream
 
 __all__ = ["TestClient", "SyncTestClient"]
 
@@ -89,6 +90,7 @@ class TestClient:
         self._inflight: InFlight[tuple[asyncio.Future[Any], Any]] = InFlight()
         self._stamper = EventStamper()
         self._route: _MemoryRoute | None = None
+        self._streams: dict[int, _StreamLink] = {}
 
     async def __aenter__(self) -> Self:
         if self.service.running:
@@ -145,7 +147,11 @@ class TestClient:
 
     def _on_replies(self, frames: list[Any]) -> None:
         records, _fault = read_replies(frames)
-        for kind, _flags, cid, _ttl, _pattern, body in records:
+        for kind, _flags, cid, ttl, _pattern, body in records:
+            stream = self._streams.get(cid)
+            if stream is not None:
+                stream.on_record(kind, body, ttl)
+                continue
             waiter = self._inflight.resolve(cid)
             if waiter is None or waiter[0].done():
                 continue
@@ -154,6 +160,17 @@ class TestClient:
                 future.set_result(reply_value(kind, cid, body, waiter[1]))
             except ZmsgError as exc:
                 future.set_exception(exc)
+
+    def stream(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+               metadata: Mapping[str, str] | None = None, response_type: Any = None,
+               window: int = DEFAULTS.stream_window) -> AsyncIterator[Any]:
+        """``async for item in client.stream(pattern, data):`` as on ``ClientProxy``: the same
+        stream records and credit window (zmsg.stream_core), in memory."""
+        route = encode_pattern(pattern)
+        flags, body = with_metadata(codec.encode(data), merge_metadata(None, metadata))
+        check_size(route, body, self.max_message_size)
+        return _MemoryStream(self, route, flags, body, call_timeout(timeout, self.timeout),
+                             reply_decoder(response_type), window)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -172,6 +189,106 @@ class TestClient:
         started = self.service._tasks - before
         if started:
             await asyncio.gather(*started, return_exceptions=True)
+
+
+class _StreamLink:
+    """What the client's table keeps of a stream (not the stream itself, so ``break`` out of
+    ``async for`` drops the last reference and ``_MemoryStream.__del__`` cancels it)."""
+
+    __slots__ = ("core", "waiter")
+
+    def __init__(self, core: ClientStream) -> None:
+        self.core = core
+        self.waiter: asyncio.Future[None] | None = None
+
+    def on_record(self, kind: int, body: Any, seq: int) -> None:
+        self.core.on_record(kind, body, seq)
+        if self.waiter is not None and self.core.ready and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _MemoryStream:
+    """One stream of a ``TestClient``: a third driver of ``stream_core.ClientStream``."""
+
+    __slots__ = ("_client", "_route", "_flags", "_body", "_timeout", "_decoder", "_window", "_link", "_done")
+
+    def __init__(self, client: TestClient, route: bytes, flags: int, body: bytes, timeout: float, decoder: Any,
+                 window: int) -> None:
+        self._client = client
+        self._route, self._flags, self._body = route, flags, body
+        self._timeout, self._decoder, self._window = timeout, decoder, window
+        self._link: _StreamLink | None = None
+        self._done = False
+
+    def __aiter__(self) -> _MemoryStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        client = self._client
+        link = self._link
+        if link is None:
+            if self._done:
+                raise StopAsyncIteration
+            if client._route is None:
+                raise ServiceUnavailable("the TestClient is not started: use `async with TestClient(service)`")
+            cid = client._inflight.new_id()
+            link = self._link = client._streams[cid] = _StreamLink(
+                ClientStream(cid, self._route, self._window, self._decoder))
+            batch = BatchBuilder()
+            open_stream(batch, cid, request_ttl_ms(self._timeout), self._route, self._body, self._window, self._flags)
+            client._deliver(batch.take())
+        core = link.core
+        while not core.ready:
+            link.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(link.waiter, self._timeout)
+            except TimeoutError:
+                core.fail(RequestTimeout(f"no item of stream {pattern_repr(self._route)!r} within {self._timeout:g} s"),
+                          service_gone=False)
+            except BaseException:
+                self._finish()
+                raise
+            finally:
+                link.waiter = None
+        try:
+            value = core.next_item()
+        except BaseException:
+            self._finish()
+            raise
+        if value is END:
+            self._finish()
+            raise StopAsyncIteration
+        granted = core.credit_due()
+        if granted and client._route is not None:
+            batch = BatchBuilder()
+            add_credit(batch, core.correlation_id, granted)
+            client._deliver(batch.take())
+        return value
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._link is None:
+            return
+        core = self._link.core
+        client = self._client
+        client._streams.pop(core.correlation_id, None)
+        if core.close() and client._route is not None:
+            cancel = BatchBuilder()
+            cancel.add(KIND_CANCEL, 0, core.correlation_id, 0, b"", b"")
+            client._deliver(cancel.take())
+
+    async def aclose(self) -> None:
+        """Stop reading: the service closes the generator (its ``finally`` runs)."""
+        self._finish()
+
+    def __del__(self) -> None:
+        # ``break`` out of ``async for`` drops the last reference: stop the service's generator.
+        try:
+            self._finish()
+        except Exception:  # interpreter shutdown, or the service already stopped
+            pass
 
 
 class SyncTestClient:
@@ -216,6 +333,20 @@ class SyncTestClient:
              metadata: Mapping[str, str] | None = None, response_type: Any = None) -> Any:
         return self._run(self._client.send(pattern, data, timeout=timeout, metadata=metadata,
                                            response_type=response_type))
+
+    def stream(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None,
+               metadata: Mapping[str, str] | None = None, response_type: Any = None) -> Iterator[Any]:
+        """A plain iterator over a stream, as ``SyncClientProxy.stream`` returns."""
+        stream = self._client.stream(pattern, data, timeout=timeout, metadata=metadata, response_type=response_type)
+        assert isinstance(stream, _MemoryStream)
+        try:
+            while True:
+                try:
+                    yield self._run(stream.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            stream._finish()
 
     def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> None:
         self._run(self._client.emit(pattern, data, metadata=metadata))
