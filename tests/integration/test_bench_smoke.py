@@ -33,7 +33,7 @@ def test_bench_reports_every_workload_with_a_ratio_against_raw() -> None:
         assert entry["workload"] == key
         for impl in ("zmsg", "raw"):
             assert "error" not in entry[impl], entry[impl]
-            assert _positive(entry[impl]["rate"]) and _positive(entry[impl]["elapsed_s"])
+            assert _positive(entry[impl]["rate"]) and _positive(entry[impl]["elapsed_s"]), (key, impl, entry[impl])
         assert _positive(entry["ratio"]), entry
         assert all(_positive(r) for r in entry["ratios"].values()), entry["ratios"]
         assert isinstance(entry["met"], bool)
