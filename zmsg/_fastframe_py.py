@@ -95,6 +95,10 @@ def parse_frames(frames: Sequence[Any], start: int = 0) -> list[Record]:
     if start >= len(frames):
         raise FrameError("message has no batch frame")
     data = frames[start]
+    if type(data) is not bytes:
+        # A bytearray (BatchBuilder.take) or a zmq.Frame (a zero-copy receive): the compiled twin
+        # reads any buffer and returns bytes; so does this one, at the cost of one copy.
+        data = bytes(data)
     size = len(data)
     next_frame = start + 1
     records: list[Record] = []

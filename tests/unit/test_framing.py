@@ -59,6 +59,22 @@ def test_external_bodies_come_from_the_following_frames(ff: ModuleType) -> None:
     assert records[1] == (1, 0, 10, 0, b"echo", b"small")
 
 
+def test_the_batch_frame_may_be_any_buffer_and_patterns_come_back_as_bytes(ff: ModuleType) -> None:
+    """BatchBuilder.take hands over a bytearray, a zero-copy receive gives a zmq.Frame (an event
+    batch after its topic frame): both twins parse them like bytes, and a record's pattern is
+    bytes (a dict key for routing) whatever the input. A divergence here once made the pure
+    twin's service drop every addressed event."""
+    import zmq
+
+    buf = bytearray()
+    ff.append_record(buf, 4, 0, 1, 7, b"user_created", b"\x01")
+    expected = [(4, 0, 1, 7, b"user_created", b"\x01")]
+    for batch in (bytes(buf), bytearray(buf), memoryview(bytes(buf)), zmq.Frame(bytes(buf))):
+        records = ff.parse_frames([b"\x00topic", batch], 1)
+        assert [tuple(bytes(x) if isinstance(x, (bytearray, memoryview)) else x for x in r) for r in records] == expected
+        assert type(records[0][4]) is bytes
+
+
 def test_external_bodies_may_be_zeromq_frames(ff: ModuleType) -> None:
     """The transport receives external bodies as zmq.Frame (no copy): parsed and length-checked
     like bytes, handed on as they are, and decodable straight from the frame's buffer."""
