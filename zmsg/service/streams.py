@@ -156,45 +156,28 @@ class Streams:
             source = call()
             if inspect.isawaitable(source):  # a middleware chain around the generator function
                 source = await source
-            if hasattr(source, "__anext__"):
-                anext = source.__anext__
-                sent = 0
-                while True:
-                    if stream.credit <= 0:
-                        if self.draining:
-                            raise asyncio.CancelledError
-                        await stream.wait_credit()
-                    while sink._stream_backlogged(identity):
-                        await asyncio.sleep(_BACKLOG_PAUSE)
-                    try:
-                        item = await anext()
-                    except StopAsyncIteration:
-                        break
-                    stream.credit -= 1
-                    sent += 1
-                    sink._stream_item(identity, cid, sent, item)
-                    if not sent % _ITEMS_PER_TURN:
-                        await asyncio.sleep(0)
-            else:
+            is_async = hasattr(source, "__anext__")
+            if not is_async:
                 source = iter(source)
-                produce = source.__next__
-                sent = 0
-                while True:
-                    if stream.credit <= 0:
-                        if self.draining:
-                            raise asyncio.CancelledError
-                        await stream.wait_credit()
-                    while sink._stream_backlogged(identity):
-                        await asyncio.sleep(_BACKLOG_PAUSE)
-                    try:
-                        item = produce()
-                    except StopIteration:
-                        break
-                    stream.credit -= 1
-                    sent += 1
-                    sink._stream_item(identity, cid, sent, item)
-                    if not sent % _ITEMS_PER_TURN:
-                        await asyncio.sleep(0)
+            step = source.__anext__ if is_async else source.__next__
+            exhausted: type[Exception] = StopAsyncIteration if is_async else StopIteration
+            sent = 0
+            while True:
+                if stream.credit <= 0:
+                    if self.draining:
+                        raise asyncio.CancelledError
+                    await stream.wait_credit()
+                while sink._stream_backlogged(identity):
+                    await asyncio.sleep(_BACKLOG_PAUSE)
+                try:
+                    item = await step() if is_async else step()  # a plain generator runs inline
+                except exhausted:
+                    break
+                stream.credit -= 1
+                sent += 1
+                sink._stream_item(identity, cid, sent, item)
+                if not sent % _ITEMS_PER_TURN:
+                    await asyncio.sleep(0)
             self._running.pop((identity, cid), None)
             sink._stream_end(identity, cid)
         except asyncio.CancelledError:
