@@ -132,3 +132,16 @@ def serve_process() -> Iterator[Callable[..., ServedProcess]]:
 @pytest.fixture
 def math_service(serve_process: Callable[..., ServedProcess]) -> ServedProcess:
     return serve_process("mathsvc:service")
+
+
+@pytest.fixture(scope="module")
+def pipeline_service() -> Iterator[ServedProcess]:
+    """tests/services/pipelinesvc.py in one ``zmsg serve`` process shared by a module's tests."""
+    served = start_serve("pipelinesvc:service")
+    try:
+        yield served
+    finally:
+        served.terminate()
+        served._reader.join(10)
+        if served.proc.stdout:
+            served.proc.stdout.close()

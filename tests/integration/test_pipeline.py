@@ -12,7 +12,6 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -21,7 +20,7 @@ import zmq
 import zmq.asyncio
 
 import zmsg
-from tests.conftest import ServedProcess, start_serve
+from tests.conftest import ServedProcess
 from zmsg.codec import encode_pattern
 from zmsg.protocol import (
     FLAG_METADATA,
@@ -37,18 +36,6 @@ from zmsg.protocol import (
 pytestmark = pytest.mark.anyio
 
 _ids = itertools.count(random.randrange(1, 1 << 40))
-
-
-@pytest.fixture(scope="module")
-def pipeline_service() -> Iterator[ServedProcess]:
-    served = start_serve("pipelinesvc:service")
-    try:
-        yield served
-    finally:
-        served.terminate()
-        served._reader.join(10)
-        if served.proc.stdout:
-            served.proc.stdout.close()
 
 
 class RawCaller:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 import pytest
 
 import zmsg
-from tests.conftest import ServedProcess, start_serve
+from tests.conftest import ServedProcess
 
 pytestmark = pytest.mark.anyio
 
@@ -33,18 +32,6 @@ class InvoiceDC:
     id: int
     total: float
     lines: list[str]
-
-
-@pytest.fixture(scope="module")
-def pipeline_service() -> Iterator[ServedProcess]:
-    served = start_serve("pipelinesvc:service")
-    try:
-        yield served
-    finally:
-        served.terminate()
-        served._reader.join(10)
-        if served.proc.stdout:
-            served.proc.stdout.close()
 
 
 class Both:
