@@ -41,6 +41,7 @@ import asyncio
 import functools
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Generator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
@@ -74,6 +75,7 @@ from zmsg.client_core import (
     reply_decoder,
     reply_value,
     request_ttl_ms,
+    resend_after,
     resolve_endpoints,
     resolved_endpoints,
     retry_attempts,
@@ -84,7 +86,7 @@ from zmsg.client_core import (
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 from zmsg.endpoints import events_connect_endpoint
-from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
+from zmsg.errors import RequestTimeout, RpcException, ServiceUnavailable, ZmsgError
 from zmsg.pipeline import Middleware, check_middleware, run_chain
 from zmsg.protocol import FLUSH_EXTERNAL_BYTES, KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.stream_core import END, ClientStream, StreamState, add_credit, open_stream
@@ -123,14 +125,16 @@ _ACCEPTED = _Accepted()
 class ClientStats:
     """Counters a proxy keeps about what it could not deliver or match."""
 
-    __slots__ = ("timeouts", "malformed_messages", "disconnects", "retries", "events_emitted", "emit_waits",
-                 "rejected_stream_records")
+    __slots__ = ("timeouts", "malformed_messages", "disconnects", "retries", "resent", "events_emitted",
+                 "emit_waits", "rejected_stream_records")
 
     def __init__(self) -> None:
         self.timeouts = 0
         self.malformed_messages = 0
         self.disconnects = 0
         self.retries = 0
+        self.resent = 0
+        """Requests sent again after the service refused them unrun (429: unread replies)."""
         self.events_emitted = 0
         self.emit_waits = 0
         self.rejected_stream_records = 0
@@ -185,13 +189,15 @@ class PendingRequest(Generic[T]):
             raise ServiceUnavailable("this ClientProxy is closed")
         if client._slot_waiters or len(client._inflight) >= client.max_in_flight:
             yield from client._wait_for_slot(self.timeout).__await__()
-        attempt = 0
+        attempt = resends = 0
+        timeout = self.timeout
+        started = time.monotonic()
         while True:
             if not self.wait_for_ready and (down := unavailable(client._links)) is not None:
                 future = client._failed(down)  # fail fast: every endpoint is known to be down
                 cid, peer = 0, client._peers[0]
             else:
-                cid, future, peer = client._submit(self.pattern, self.data, self.timeout, None, self.metadata,
+                cid, future, peer = client._submit(self.pattern, self.data, timeout, None, self.metadata,
                                                    self.decoder)
                 if not self.wait_for_ready and cid and peer.link.state is not PeerState.UP:
                     # Sent to a peer not (yet) up: fails once every endpoint is known down. One
@@ -205,12 +211,26 @@ class PendingRequest(Generic[T]):
                 client._impatient.discard(cid)
                 client._cancel(cid, peer)
                 raise
+            except RpcException as exc:
+                # Refused unrun (429, replies piling up): send it again once they are read.
+                client._impatient.discard(cid)
+                budget = call_timeout(self.timeout, client.timeout)
+                remaining = budget - (time.monotonic() - started)
+                delay = resend_after(exc, resends + 1, remaining)
+                if delay is None or client._closed:
+                    raise
+                resends += 1
+                client.stats.resent += 1
+                timeout = remaining - delay
+                yield from asyncio.sleep(delay).__await__()
             except RETRYABLE as exc:
                 client._impatient.discard(cid)
                 if attempt >= self.retries or client._closed:
                     raise
                 attempt += 1
                 client.stats.retries += 1
+                timeout = self.timeout
+                started = time.monotonic()
                 delay = retry_delay(attempt, client.retry_backoff)
                 log.info("retrying %r after %s (attempt %d/%d)", self.pattern, type(exc).__name__, attempt, self.retries)
                 yield from asyncio.sleep(delay).__await__()

@@ -7,7 +7,8 @@ socket, an event loop or a clock. They are:
 - the options every client takes, declared once (``ClientOptions``: type, default, constraint),
   which ``zmsg.config.ClientSettings`` extends for ``zmsg.toml`` and ``ZMSG_*`` variables;
 - what one call may ask (``call_timeout``, ``retry_attempts``, ``retry_delay``), the request
-  ttl carried on the wire (``request_ttl_ms``) and the size limit (``check_size``);
+  ttl carried on the wire (``request_ttl_ms``) and the size limit (``check_size``); re-sending,
+  within the call's timeout, a request the service refused without running (``resend_after``);
 - reading a reply message (``read_replies``) and one reply or error record into a value or the
   exception it stands for (``reply_value``), straight into a ``response_type`` when asked
   (``reply_decoder``: one typed decoder per type, built once);
@@ -51,6 +52,7 @@ from zmsg.errors import (
     ProtocolError,
     ReplyValidationError,
     RequestTimeout,
+    RpcException,
     ServiceUnavailable,
     ZmsgError,
 )
@@ -80,6 +82,10 @@ __all__ = [
     "RETRYABLE",
     "request_ttl_ms",
     "check_size",
+    "NOT_RUN",
+    "not_run",
+    "resend_delay",
+    "resend_after",
     "read_replies",
     "reply_value",
     "reply_decoder",
@@ -223,6 +229,42 @@ def retry_delay(attempt: int, backoff: float, rand: float | None = None) -> floa
     """Seconds before retry ``attempt`` (1-based): exponential backoff with full jitter."""
     ceiling = min(backoff * 2.0 ** attempt, _MAX_RETRY_DELAY)
     return (random.random() if rand is None else rand) * ceiling
+
+
+NOT_RUN = codec.NOT_RUN
+_MAX_RESEND_DELAY = 0.05
+
+
+def not_run(exc: BaseException) -> bool:
+    """The service refused the request before running it (429: this client's replies were
+    piling up unread), so sending it again is safe whether or not the call is idempotent.
+
+    The refusal is queued behind the replies that made the backlog, so by the time a client
+    reads it those replies have been read: a client that reads (one pipelining large replies)
+    gets its call done a little later instead of an error. A client that stopped reading never
+    sees the refusal and never re-sends.
+    """
+    if not isinstance(exc, RpcException):
+        return False
+    error = exc.error
+    return isinstance(error, dict) and error.get(NOT_RUN) is True
+
+
+def resend_delay(attempt: int, rand: float | None = None) -> float:
+    """Seconds before re-sending a refused request the ``attempt``-th time (1-based): short,
+    doubling, with full jitter, so refused callers do not come back in one burst."""
+    ceiling = min(0.001 * 2.0 ** attempt, _MAX_RESEND_DELAY)
+    return (random.random() if rand is None else rand) * ceiling
+
+
+def resend_after(exc: BaseException, attempt: int, remaining: float, rand: float | None = None) -> float | None:
+    """Seconds to wait before re-sending a request that failed with ``exc`` (``attempt``: the
+    re-send's number, 1-based; ``remaining``: seconds left of the call's timeout), or None when
+    the error stands: it is not a refusal, or the wait would not leave time for an answer."""
+    if not not_run(exc):
+        return None
+    delay = resend_delay(attempt, rand)
+    return delay if remaining - delay > 0.001 else None
 
 
 def request_ttl_ms(timeout: float) -> int:

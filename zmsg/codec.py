@@ -23,6 +23,8 @@ __all__ = [
     "decode",
     "typed_decoder",
     "error_object",
+    "refusal_object",
+    "NOT_RUN",
     "too_large",
     "rpc_exception",
     "INTERNAL_ERROR",
@@ -102,6 +104,16 @@ def too_large(route: bytes, body: bytes, limit: int) -> MessageTooLarge:
 
 def error_object(status: int, message: str) -> dict[str, Any]:
     return {"status": status, "message": message}
+
+
+NOT_RUN = "not_run"
+"""Key of an error object whose ``True`` says the service refused the request without running
+it, so the client may send it again (docs/protocol.md, "Errors")."""
+
+
+def refusal_object(status: int, message: str) -> dict[str, Any]:
+    """An error object for a request the service did not run (clients re-send it)."""
+    return {"status": status, "message": message, NOT_RUN: True}
 
 
 def rpc_exception(body: Any) -> RpcException:

@@ -50,6 +50,7 @@ from zmsg.client_core import (
     reply_decoder,
     reply_value,
     request_ttl_ms,
+    resend_after,
     resolve_endpoints,
     retry_attempts,
     retry_delay,
@@ -58,7 +59,7 @@ from zmsg.client_core import (
 )
 from zmsg.codec import Pattern, encode_pattern, pattern_repr
 from zmsg.endpoints import events_connect_endpoint
-from zmsg.errors import ProtocolError, RequestTimeout, ServiceUnavailable
+from zmsg.errors import ProtocolError, RequestTimeout, RpcException, ServiceUnavailable
 from zmsg.pipeline import SyncMiddleware, check_sync_middleware, run_chain_sync
 from zmsg.protocol import EXTERNAL_BODY_THRESHOLD, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, BatchBuilder
 from zmsg.stream_core import END, ClientStream, add_credit, open_stream
@@ -147,6 +148,8 @@ class SyncClientProxy:
         self.timeouts = 0
         self.late_replies = 0
         self.retried = 0
+        self.resent = 0
+        """Requests sent again after the service refused them unrun (429: unread replies)."""
         self.rejected_stream_records = 0
         """Stream records dropped or refused, as ``ClientStats.rejected_stream_records``."""
         self._local = threading.local()
@@ -213,10 +216,22 @@ class SyncClientProxy:
             flags, body = with_metadata(body, metadata)
         if len(body) + len(route) > self.max_message_size:
             check_size(route, body, self.max_message_size)
-        attempt = 0
+        attempt = resends = 0
+        budget = timeout
+        started = time.monotonic()
         while True:
             try:
-                return self._request(route, body, timeout, flags, decoder, wait)
+                return self._request(route, body, budget, flags, decoder, wait)
+            except RpcException as exc:
+                # Refused unrun (429, replies piling up): send it again once they are read.
+                remaining = timeout - (time.monotonic() - started)
+                delay = resend_after(exc, resends + 1, remaining)
+                if delay is None or self._closed:
+                    raise
+                resends += 1
+                self.resent += 1
+                budget = remaining - delay
+                time.sleep(delay)
             except RETRYABLE as exc:
                 if attempt >= attempts or self._closed:
                     raise
@@ -225,6 +240,8 @@ class SyncClientProxy:
                 log.info("retrying %r after %s (attempt %d/%d)", pattern_repr(route), type(exc).__name__,
                          attempt, attempts)
                 time.sleep(retry_delay(attempt, self.retry_backoff))
+                budget = timeout
+                started = time.monotonic()
 
     def _request(self, route: bytes, body: bytes, timeout: float, flags: int = 0, decoder: Any = None,
                  wait_for_ready: bool = True) -> Any:

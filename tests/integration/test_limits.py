@@ -46,7 +46,7 @@ async def test_a_client_that_never_reads_cannot_grow_the_service_past_its_budget
     max_peer_buffer its requests are refused; another client gets its 20 x 1 MiB meanwhile.
 
     The documented bound on what the service holds for the flooding client: max_peer_buffer
-    (8 MiB here) + reply_hwm (16) replies inside ZeroMQ + 64 KiB of 429 errors. Before the
+    (8 MiB here) + reply_hwm (16) replies inside ZeroMQ + 1 MiB of 429 errors. Before the
     budget, the same flood grew the service by more than 1 GB."""
     served = serve_process("mathsvc:service", "--max-peer-buffer", str(8 * MiB))
     async with zmsg.ClientProxy(served.endpoint, timeout=20) as client:

@@ -23,7 +23,14 @@ from zmsg.client_core import (
     retry_attempts,
     retry_delay,
 )
-from zmsg.errors import AuthenticationFailed, MessageTooLarge, ProtocolError, RpcException, ServiceUnavailable
+from zmsg.errors import (
+    AuthenticationFailed,
+    MessageTooLarge,
+    ProtocolError,
+    RequestTimeout,
+    RpcException,
+    ServiceUnavailable,
+)
 from zmsg.protocol import KIND_ERROR, KIND_EVENT, KIND_REPLY, KIND_REQUEST, BatchBuilder, parse_frames
 
 
@@ -254,3 +261,23 @@ def test_sync_client_middleware_chain_runs_outermost_first() -> None:
 
     with pytest.raises(TypeError, match="plain function"):
         check_sync_middleware(not_sync)
+
+
+def test_only_a_refusal_the_service_did_not_run_is_sent_again() -> None:
+    from zmsg.client_core import not_run, resend_after
+
+    refused = RpcException(codec.refusal_object(429, "Too many unread replies"))
+    assert not_run(refused)
+    # A handler's own 429 (a rate limit, say) may have had effects: it is an answer.
+    assert not not_run(RpcException({"status": 429, "message": "slow down"}))
+    assert not not_run(RpcException({"status": 429, "not_run": "yes"}))
+    assert not not_run(RpcException("not_run"))
+    assert not not_run(RequestTimeout("late"))
+    assert resend_after(RpcException({"status": 429}), 1, 10.0) is None
+    # Short, doubling, jittered waits, capped; never past the call's remaining time.
+    assert resend_after(refused, 1, 10.0, rand=1.0) == pytest.approx(0.002)
+    assert resend_after(refused, 3, 10.0, rand=1.0) == pytest.approx(0.008)
+    assert resend_after(refused, 30, 10.0, rand=1.0) == pytest.approx(0.05)
+    assert resend_after(refused, 1, 10.0, rand=0.0) == 0.0
+    assert resend_after(refused, 30, 0.04, rand=1.0) is None
+    assert resend_after(refused, 1, 0.0005, rand=0.0) is None

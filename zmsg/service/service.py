@@ -48,7 +48,15 @@ from typing import Any, Protocol, TypeVar
 
 from zmsg import __version__ as _zmsg_version, codec
 from zmsg._framing import IMPLEMENTATION as FRAMING_IMPLEMENTATION
-from zmsg.codec import INTERNAL_ERROR, Pattern, PayloadError, encode_pattern, error_object, pattern_repr
+from zmsg.codec import (
+    INTERNAL_ERROR,
+    Pattern,
+    PayloadError,
+    encode_pattern,
+    error_object,
+    pattern_repr,
+    refusal_object,
+)
 from zmsg.defaults import DEFAULT_HEARTBEAT, DEFAULT_HWM
 from zmsg.endpoints import is_local_endpoint, parse_networks
 from zmsg.errors import FrameError, InsecureBindError, RpcException, SecurityError, ZmsgError
@@ -122,7 +130,10 @@ leave (its XPUB closes with linger 0); see docs/limits.md."""
 MAX_EVENT_TASKS = 1024
 """Async event handlers running at once (``max_concurrency`` when smaller); past it the event
 socket is not read, so events wait in ZeroMQ and then push back on emitters."""
-_REFUSAL_ALLOWANCE = 64 * 1024  # bytes of 429 errors queued for an over-budget client, then silence
+_REFUSAL_ALLOWANCE = 1024 * 1024
+"""Bytes of 429 refusals queued for an over-budget client, then silence. Large enough that a client
+pipelining hundreds of requests for large replies, which re-sends what was refused, hears about
+every one (a 429 is about 170 bytes); small next to the budget a client that stopped reading may use."""
 
 log = logging.getLogger("zmsg.service")
 
@@ -224,7 +235,7 @@ class Service:
         ``reply_hwm`` the reply messages ZeroMQ queues for one client that is not reading (then
         zmsg's own per-client backlog);
         ``max_peer_buffer`` the bytes of that backlog one client may have: while its unread
-        replies exceed it, the client's new requests are refused with a 429 error and not run
+        replies exceed it, the client's new requests are refused with a 429 error and not run (clients send them again)
         (see README, "Bounded memory");
         ``insecure=True`` lets the service bind an address other hosts can reach without CURVE
         (refused otherwise, with ``InsecureBindError``);
@@ -726,10 +737,11 @@ class Service:
         self._run_handler(identity, cid, handler, payload, ctx, deadline)
 
     def _refuse_over_budget(self, identity: bytes, cid: int) -> None:
-        """The client is not reading its replies: run nothing more for it until it catches up.
+        """The client's replies are piling up: run nothing more for it until they are sent.
 
-        Each refused request is answered with a 429 error (queued behind the unread replies, so
-        a client that resumes reading learns why) while those errors fit in a small allowance;
+        Each refused request is answered with a 429 refusal marked ``not_run``, queued behind the
+        replies, so a client that reads gets it after them and sends the request again (both zmsg
+        clients do); that holds while those errors fit in an allowance;
         past it, refused requests get no answer, so the memory held for the client stays
         within ``max_peer_buffer`` plus the replies of requests it had running plus the allowance.
         """
@@ -745,7 +757,7 @@ class Service:
                 "%s: client %s has %d bytes of unread replies (max_peer_buffer %d): refusing its requests "
                 "until it reads them", self.name, identity.hex(), backlog, self.max_peer_buffer)
         if backlog <= self.max_peer_buffer + _REFUSAL_ALLOWANCE:
-            self._reply_error(identity, cid, error_object(
+            self._reply_error(identity, cid, refusal_object(
                 429, f"Too many unread replies: this client has {backlog} bytes of replies it has not read "
                      f"(max_peer_buffer {self.max_peer_buffer})"))
 

@@ -1,0 +1,74 @@
+"""A request the service refuses without running it (429: this client's replies are piling up)
+is sent again by both clients, within the call's timeout: a client that reads its replies gets
+every answer, however many large replies it pipelines; any other error is an answer.
+
+(A ``SyncClientProxy`` thread has one request in flight on its own socket, so the service's
+budget never refuses it; the forged refusals below check that it follows the same rule.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+import zmsg
+from zmsg.protocol import INFO_PATTERN
+
+pytestmark = pytest.mark.anyio
+
+KiB = 1024
+
+
+@pytest.fixture
+def bulk(serve_process: Any) -> Any:
+    return serve_process("bulksvc:service")
+
+
+async def test_a_reading_client_pipelining_large_replies_gets_every_one(bulk: Any) -> None:
+    async with zmsg.ClientProxy(bulk.endpoint, timeout=30) as client:
+        async def caller() -> list[int]:
+            return [len(await client.send("blob", 256 * KiB)) for _ in range(8)]
+
+        lengths = await asyncio.gather(*(caller() for _ in range(32)))
+        info = await client.send(INFO_PATTERN)
+    assert lengths == [[256 * KiB] * 8] * 32
+    refused = info["stats"]["requests_refused"]
+    assert refused >= 1, "the budget was never reached: the test did not test anything"
+    assert client.stats.resent == refused  # every refusal reached the client and was re-sent
+    assert client.stats.timeouts == 0
+
+
+async def test_a_refusal_is_re_sent_until_the_calls_timeout_then_raised(bulk: Any) -> None:
+    async with zmsg.ClientProxy(bulk.endpoint) as client:
+        started = time.monotonic()
+        with pytest.raises(zmsg.RpcException) as raised:
+            await client.send("refuse", None, timeout=0.3)
+        elapsed = time.monotonic() - started
+        calls = await client.send("calls", "refuse")
+    assert raised.value.status == 503 and raised.value.error["not_run"] is True
+    assert elapsed < 5  # ended by the call's own timeout, not by a RequestTimeout much later
+    assert calls >= 2 and calls == client.stats.resent + 1
+
+
+def test_a_refusal_is_re_sent_until_the_calls_timeout_then_raised_sync(bulk: Any) -> None:
+    with zmsg.SyncClientProxy(bulk.endpoint) as client:
+        with pytest.raises(zmsg.RpcException) as raised:
+            client.send("refuse", None, timeout=0.3)
+        calls = client.send("calls", "refuse")
+    assert raised.value.status == 503
+    assert calls >= 2 and calls == client.resent + 1
+
+
+async def test_a_handlers_own_429_is_an_answer_and_not_re_sent(bulk: Any) -> None:
+    async with zmsg.ClientProxy(bulk.endpoint) as client:
+        with pytest.raises(zmsg.RpcException, match="slow down"):
+            await client.send("rate_limited", None)
+        assert await client.send("calls", "rate_limited") == 1
+        assert client.stats.resent == 0
+    with zmsg.SyncClientProxy(bulk.endpoint) as sync_client:
+        with pytest.raises(zmsg.RpcException, match="slow down"):
+            sync_client.send("rate_limited", None)
+        assert sync_client.send("calls", "rate_limited") == 2
+        assert sync_client.resent == 0
