@@ -29,6 +29,7 @@ from zmsg.transport.sockets import (
     connect_publisher,
     subscription_change,
 )
+from zmsg.transport.sockopt import rcvmore
 
 __all__ = ["BlockingDealer", "WatchedDealer", "BlockingPublisher", "ask_each"]
 
@@ -129,7 +130,7 @@ class BlockingDealer:
         sock = self.sock
         rest: list[Any] = []
         try:
-            while sock.getsockopt(zmq.RCVMORE):
+            while rcvmore(sock):
                 rest.append(sock.recv(copy=False))
         except zmq.ZMQError as exc:
             raise ServiceUnavailable(f"cannot receive: {exc.strerror}") from None

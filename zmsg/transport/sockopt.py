@@ -1,0 +1,72 @@
+"""``ZMQ_EVENTS`` and ``ZMQ_RCVMORE`` without pyzmq's per-call option lookup, where it is safe.
+
+The compiled ``zmsg._fastsock`` calls libzmq's ``zmq_getsockopt`` through a pointer resolved
+here, once: from the libzmq *already loaded* in this process by pyzmq (``RTLD_NOLOAD``: never a
+second copy), and only when that library reports the version pyzmq reports. Anything else (no
+extension, ``ZMSG_NO_EXTENSIONS=1``, not Linux, another layout of pyzmq) uses pyzmq's
+``Socket.get``; ``IMPLEMENTATION`` says which one is in use. The values are the same either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from zmq.backend import Socket as _BackendSocket
+
+__all__ = ["events", "rcvmore", "IMPLEMENTATION"]
+
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_get = _BackendSocket.get
+
+
+def _pyzmq_events(sock: Any) -> int:
+    return _get(sock, _EVENTS)  # type: ignore[return-value]  # an int option
+
+
+def _pyzmq_rcvmore(sock: Any) -> int:
+    return _get(sock, _RCVMORE)  # type: ignore[return-value]  # an int option
+
+
+def _loaded_libzmq() -> ctypes.CDLL | None:
+    """The libzmq pyzmq loaded (found in this process's mappings), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libzmq" in line and "/" in line}
+    except OSError:
+        return None
+    if len(paths) != 1:
+        return None  # none mapped, or two copies: do not guess which one pyzmq uses
+    try:
+        return ctypes.CDLL(paths.pop(), mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except (OSError, AttributeError):
+        return None
+
+
+def _resolve() -> tuple[Callable[[Any], int], Callable[[Any], int], str]:
+    if os.environ.get("ZMSG_NO_EXTENSIONS", "") not in ("", "0"):
+        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+    try:
+        from zmsg import _fastsock
+    except ImportError:  # pragma: no cover - only where the extension was not built
+        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+    lib = _loaded_libzmq()
+    if lib is None:
+        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+    try:
+        major, minor, patch = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        lib.zmq_version(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
+        address = ctypes.cast(lib.zmq_getsockopt, ctypes.c_void_p).value
+    except AttributeError:
+        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+    if (major.value, minor.value, patch.value) != zmq.zmq_version_info() or not address:
+        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+    _fastsock.bind(address)
+    return _fastsock.events, _fastsock.rcvmore, "native"
+
+
+events, rcvmore, IMPLEMENTATION = _resolve()
