@@ -268,7 +268,7 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="async handlers running at once; more wait in order (default: the Service's)")
     serve.add_argument("--max-peer-buffer", type=int, metavar="BYTES",
                        help="unread reply bytes one client may have before its requests are refused "
-                            "(default: the Service's, 16 MiB)")
+                            "(default: the Service's, 64 MiB)")
     serve.add_argument("--curve-secret-key", metavar="FILE",
                        help="turn CURVE on with this secret key file (see zmsg keygen)")
     serve.add_argument("--curve-allow", metavar="KEY|FILE|DIR", action="append",

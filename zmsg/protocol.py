@@ -108,7 +108,11 @@ SCHEMA_PATTERN = RESERVED_PREFIX + "schema"  # the AsyncAPI 3.0 document of the 
 EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
 
 # Bodies at least this large travel as their own frame instead of being copied into the batch.
-EXTERNAL_BODY_THRESHOLD = 16 * 1024
+# Below it, a frame of its own costs more (a send and a receive per frame, a zmq.Frame object on
+# the receiving side) than copying the body: 16 KiB bodies inline measured 1.4x-1.7x the
+# requests/s of 16 KiB external ones at 8-512 in flight (benches/RESULTS.md, issue 15), while
+# 48 KiB bodies inline cost the client more CPU at 8 in flight, hence 32 KiB.
+EXTERNAL_BODY_THRESHOLD = 32 * 1024
 # A batch carrying this many bytes of such bodies is sent at once instead of waiting for more
 # records: large payloads gain from pipelining, not from batching (W4 and the sweep measured
 # about 2x the MB/s for 64 KiB and 1 MiB bodies, see benches/RESULTS.md).

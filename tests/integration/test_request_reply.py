@@ -10,6 +10,7 @@ import socket
 import pytest
 
 import zmsg
+from zmsg.protocol import EXTERNAL_BODY_THRESHOLD
 
 pytestmark = pytest.mark.anyio
 
@@ -170,7 +171,8 @@ async def test_an_endpoint_that_is_down_is_routed_around(math_service) -> None:
 async def test_large_bodies_received_without_a_copy_decode_like_small_ones(math_service) -> None:
     """Bodies past the external threshold arrive as ZeroMQ buffers on both sides (no copy);
     mixed with small ones in the same batches they still decode to the same values."""
-    sizes = [10, 16 * 1024, 100, 64 * 1024 + 3, 1024 * 1024, 0, 200_000]
+    edge = EXTERNAL_BODY_THRESHOLD
+    sizes = [10, 16 * 1024, 100, edge - 8, edge, 64 * 1024 + 3, 1024 * 1024, 0, 200_000]
     payloads = [bytes(range(256)) * (n // 256) + b"z" * (n % 256) for n in sizes]
     async with zmsg.ClientProxy(math_service.endpoint, timeout=30) as client:
         for _ in range(3):

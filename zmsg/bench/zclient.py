@@ -180,6 +180,7 @@ async def run_job(job: Job, endpoint: str, progress: Progress | None = None) -> 
                 await _requests(client, warm, job.warmup, None)
             result = await _requests(client, job, job.count, progress)
         result["service_framing"] = (await client.send(STATS_PATTERN)).get("framing", "?")
+        result["resent"] = client.stats.resent  # refused unrun (429: replies piling up), sent again
         return result
 
 

@@ -119,7 +119,7 @@ from zmsg.transport.sockets import too_many_files_message
 
 __all__ = ["Service", "ServiceStats"]
 
-DEFAULT_MAX_PEER_BUFFER = 16 * 1024 * 1024
+DEFAULT_MAX_PEER_BUFFER = 64 * 1024 * 1024
 """Bytes of unsent replies one client may have waiting in zmsg before its requests are refused."""
 DEFAULT_REPLY_HWM = 16
 """Reply messages ZeroMQ itself queues per client (SNDHWM): what zmsg cannot count in bytes, so small."""
