@@ -68,8 +68,9 @@ def placement(pin: str, workload: str) -> tuple[frozenset[int] | None, frozenset
     """CPUs for (server, client) of one measurement; None lets the OS decide.
 
     "split" puts the server on the last CPU and the client on the first, "same" puts both on
-    the first, "auto" splits the latency workload (W1) only: on VMs a wake-up on another CPU
-    costs tens of microseconds, so unpinned W1 results flip between two modes run to run.
+    the first, "auto" splits the latency measurements only (W1, and the sweep's points with one
+    request in flight, which ask for W1's placement): on VMs a wake-up on another CPU costs tens
+    of microseconds, so unpinned latency results flip between two modes run to run.
     """
     if pin == "auto":
         pin = "split" if workload == "W1" else "none"

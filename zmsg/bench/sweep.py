@@ -77,7 +77,8 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
                     progress.begin(label, 0)
                     spec = {"impl": impl, "endpoint": server.endpoint,
                             "events_endpoint": server.events_endpoint or None, "jobs": [job.as_dict()]}
-                    server_cpus, client_cpus = placement(opts.pin, "sweep")
+                    # One in flight is a latency measurement, placed as W1 is (see procs.placement).
+                    server_cpus, client_cpus = placement(opts.pin, "W1" if job.in_flight == 1 else "sweep")
                     pin_process(server.proc, server_cpus)
                     cpu_before = cpu_seconds(server.proc)
                     outcome = run_worker(spec, functools.partial(_forward, progress, label), cpus=client_cpus)[0]
