@@ -838,7 +838,7 @@ class ClientProxy:
         batch = peer.batch
         batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
         if (batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES
-                or (batch.count == 1 and len(inflight) == 1)):
+                or (len(inflight) <= 16 and batch.count * 4 >= len(inflight))):
             # Full batches, large bodies, and a request with nothing else in flight (nothing to
             # batch it with: a sequential caller) go at once, saving a loop iteration per call.
             self._flush_peer(peer)

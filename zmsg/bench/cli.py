@@ -122,7 +122,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     bench.add_argument("--pin", choices=PIN_CHOICES, default="auto",
                        help="CPU placement of service and client: split (service on the last CPU, client on "
                             "the first), same (both on the first), none (the OS decides), auto (default: split "
-                            "for W1 and the sweep's window-1 points, none otherwise; on VMs a cross-CPU wake-up costs tens of us, so unpinned "
+                            "for W1 and the sweep's window-1 points, none otherwise; on VMs a cross-CPU "
+                            "wake-up costs tens of us, so unpinned "
                             "W1 flips between two modes from run to run)")
     bench.add_argument("--repeat", type=_positive_int, default=1,
                        help="measure each workload (or sweep point) N times, zmsg and raw alternating; "

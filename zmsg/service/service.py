@@ -638,7 +638,9 @@ class Service:
 
     # -- requests --------------------------------------------------------------------------
 
-    def _on_request_message(self, frames: list[bytes]) -> None:
+    def _on_request_message(self, frames: list[bytes]) -> bool:
+        """Handle one request message; True asks the reader to flush the replies at once (a
+        message of one record: nothing to batch them with, and a latency-bound caller)."""
         identity = frames[0]
         self._received_at = time.monotonic()
         try:
@@ -670,6 +672,7 @@ class Service:
                 self._peer_log.warning("%s: unsupported record kind %d (%s) from %s", self.name, kind, name, identity.hex())
                 if cid:
                     self._reply_error(identity, cid, error_object(400, f"Unsupported record kind {kind} ({name})"))
+        return len(records) == 1
 
     def _dispatch_request_with_metadata(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes,
                                         body: bytes, stream: bool = False) -> None:

@@ -6,11 +6,13 @@ readable when the socket's state may have changed. ``Channel`` registers that FD
 until EAGAIN (bounded per wake-up so one busy peer cannot starve the loop), hands each message
 to a callback, and retries any sends that hit the high-water mark. Because any send or receive
 may consume the edge, every send made outside the reader callback re-checks ``ZMQ_EVENTS`` and
-schedules a drain when input is waiting. Inside the callback the owner's ``on_idle`` (where it
-flushes what a message produced) runs after each message, before the next ``ZMQ_EVENTS`` check,
-so that one check both looks for more input and re-arms the edge after the sends: each
-``ZMQ_EVENTS`` read is a system call (libzmq polls the socket's mailbox), and a request answered
-at once costs two of them instead of three. Sends that would block are queued in order and flushed
+schedules a drain when input is waiting. The owner's ``on_idle`` (where it flushes what the
+messages produced) runs once the drain is over, so that replies to many messages share one
+send; when ``on_message`` returns True (a message nothing is batched with: one request) it
+runs right after that message instead, before the next ``ZMQ_EVENTS`` check, which then both
+looks for more input and re-arms the edge after the sends: each ``ZMQ_EVENTS`` read is a system
+call (libzmq polls the socket's mailbox), and a lone request answered at once costs two of
+them instead of three. Sends that would block are queued in order and flushed
 when the socket becomes writable; ``wait_writable`` lets producers wait for that (backpressure).
 """
 
@@ -84,7 +86,7 @@ class Channel:
     def __init__(
         self,
         sock: zmq.Socket[Any],
-        on_message: Callable[[list[Any]], None] | None,
+        on_message: Callable[[list[Any]], bool | None] | None,
         *,
         name: str = "channel",
         loop: asyncio.AbstractEventLoop | None = None,
@@ -147,6 +149,7 @@ class Channel:
             on_idle = self.on_idle
             recv = sock.recv
             copy_frames = self._copy_frames
+            idle_pending = False
             self._in_drain = True
             try:
                 for _ in range(MAX_MESSAGES_PER_WAKEUP):
@@ -170,20 +173,18 @@ class Channel:
                         break
                     if on_message is None:
                         continue
+                    flush_now = False
                     try:
-                        on_message(frames)
+                        flush_now = on_message(frames) is True
                     except Exception:
                         # One bad message must never kill the reader: log, count, keep going.
                         self.callback_errors += 1
                         log.exception("%s: message handler failed", self.name)
                     if on_idle is not None:
-                        try:
-                            on_idle()
-                        except ChannelClosed:
-                            raise
-                        except Exception:
-                            self.callback_errors += 1
-                            log.exception("%s: flushing after a message failed", self.name)
+                        if flush_now:
+                            self._idle(on_idle)
+                        else:
+                            idle_pending = True
                     if self._closed:
                         return
                     if self._paused:
@@ -193,6 +194,8 @@ class Channel:
                     self._schedule_drain()
             finally:
                 self._in_drain = False
+            if idle_pending and on_idle is not None and not self._closed:
+                self._idle(on_idle)  # its sends check ZMQ_EVENTS themselves: the drain is over
             sent = False
             if self._backlogs:
                 # A peer's pipe drained below its low-water mark: libzmq told the socket, which
@@ -212,6 +215,15 @@ class Channel:
             if self._closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
                 return
             log.error("%s: socket error: %s", self.name, exc)
+
+    def _idle(self, on_idle: Callable[[], None]) -> None:
+        try:
+            on_idle()
+        except ChannelClosed:
+            raise
+        except Exception:
+            self.callback_errors += 1
+            log.exception("%s: flushing after a message failed", self.name)
 
     def pause(self) -> None:
         """Stop reading: messages wait in ZeroMQ's queue (up to RCVHWM), then push back on the
