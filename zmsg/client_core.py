@@ -233,6 +233,7 @@ def retry_delay(attempt: int, backoff: float, rand: float | None = None) -> floa
 
 NOT_RUN = codec.NOT_RUN
 _MAX_RESEND_DELAY = 0.05
+_MIN_RESEND_TIME = 0.01  # what a re-send must have left of the call's timeout, or the refusal stands
 
 
 def not_run(exc: BaseException) -> bool:
@@ -264,7 +265,7 @@ def resend_after(exc: BaseException, attempt: int, remaining: float, rand: float
     if not not_run(exc):
         return None
     delay = resend_delay(attempt, rand)
-    return delay if remaining - delay > 0.001 else None
+    return delay if remaining - delay >= _MIN_RESEND_TIME else None
 
 
 def request_ttl_ms(timeout: float) -> int:

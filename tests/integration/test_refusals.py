@@ -40,24 +40,33 @@ async def test_a_reading_client_pipelining_large_replies_gets_every_one(bulk: An
     assert client.stats.timeouts == 0
 
 
+def _check_last_refusal(raised: BaseException) -> None:
+    # The last refusal, or, when the last re-send (sent with >= 10 ms left) was not answered in
+    # time on a loaded machine, the call's own timeout.
+    if isinstance(raised, zmsg.RpcException):
+        assert raised.status == 503 and raised.error["not_run"] is True
+    else:
+        assert isinstance(raised, zmsg.RequestTimeout)
+
+
 async def test_a_refusal_is_re_sent_until_the_calls_timeout_then_raised(bulk: Any) -> None:
     async with zmsg.ClientProxy(bulk.endpoint) as client:
         started = time.monotonic()
-        with pytest.raises(zmsg.RpcException) as raised:
+        with pytest.raises((zmsg.RpcException, zmsg.RequestTimeout)) as raised:
             await client.send("refuse", None, timeout=0.3)
         elapsed = time.monotonic() - started
         calls = await client.send("calls", "refuse")
-    assert raised.value.status == 503 and raised.value.error["not_run"] is True
-    assert elapsed < 5  # ended by the call's own timeout, not by a RequestTimeout much later
+    _check_last_refusal(raised.value)
+    assert elapsed < 5  # ended within the call's own timeout, re-sends included
     assert calls >= 2 and calls == client.stats.resent + 1
 
 
 def test_a_refusal_is_re_sent_until_the_calls_timeout_then_raised_sync(bulk: Any) -> None:
     with zmsg.SyncClientProxy(bulk.endpoint) as client:
-        with pytest.raises(zmsg.RpcException) as raised:
+        with pytest.raises((zmsg.RpcException, zmsg.RequestTimeout)) as raised:
             client.send("refuse", None, timeout=0.3)
         calls = client.send("calls", "refuse")
-    assert raised.value.status == 503
+    _check_last_refusal(raised.value)
     assert calls >= 2 and calls == client.resent + 1
 
 

@@ -281,3 +281,5 @@ def test_only_a_refusal_the_service_did_not_run_is_sent_again() -> None:
     assert resend_after(refused, 1, 10.0, rand=0.0) == 0.0
     assert resend_after(refused, 30, 0.04, rand=1.0) is None
     assert resend_after(refused, 1, 0.0005, rand=0.0) is None
+    assert resend_after(refused, 1, 0.011, rand=0.0) == 0.0
+    assert resend_after(refused, 1, 0.009, rand=0.0) is None  # too little time for an answer
