@@ -134,6 +134,7 @@ async def test_cancelled_requests_are_counted(observed: ServedProcess) -> None:
     # the proxy's own side: its timeouts (and retries) when it is instrumented
     assert registry.get_sample_value("zmsg_client_timeouts_total", {"service": "observed"}) == 1
     assert registry.get_sample_value("zmsg_client_retries_total", {"service": "observed"}) == 0
+    assert registry.get_sample_value("zmsg_client_resent_total", {"service": "observed"}) == 0
 
 
 @pytest.mark.anyio

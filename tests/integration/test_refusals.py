@@ -27,7 +27,12 @@ def bulk(serve_process: Any) -> Any:
 
 
 async def test_a_reading_client_pipelining_large_replies_gets_every_one(bulk: Any) -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from zmsg.metrics import instrument_client
+
+    registry = prometheus_client.CollectorRegistry()
     async with zmsg.ClientProxy(bulk.endpoint, timeout=30) as client:
+        instrument_client(client, registry)
         async def caller() -> list[int]:
             return [len(await client.send("blob", 256 * KiB)) for _ in range(8)]
 
@@ -38,6 +43,7 @@ async def test_a_reading_client_pipelining_large_replies_gets_every_one(bulk: An
     assert refused >= 1, "the budget was never reached: the test did not test anything"
     assert client.stats.resent == refused  # every refusal reached the client and was re-sent
     assert client.stats.timeouts == 0
+    assert registry.get_sample_value("zmsg_client_resent_total", {"service": "bulk"}) == refused
 
 
 def _check_last_refusal(raised: BaseException) -> None:
