@@ -80,6 +80,7 @@ from zmsg.client_core import (
     resolved_endpoints,
     retry_attempts,
     retry_delay,
+    send_batch_now,
     unavailable,
     with_metadata,
 )
@@ -88,7 +89,7 @@ from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEO
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, RpcException, ServiceUnavailable, ZmsgError
 from zmsg.pipeline import Middleware, check_middleware, run_chain
-from zmsg.protocol import FLUSH_EXTERNAL_BYTES, KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
+from zmsg.protocol import KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.stream_core import END, ClientStream, StreamState, add_credit, open_stream
 from zmsg.transport import Channel, connect_dealer
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
@@ -837,10 +838,7 @@ class ClientProxy:
             self._arm_timer(deadline)
         batch = peer.batch
         batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
-        if (batch.count >= self.flush_at or batch.external_bytes >= FLUSH_EXTERNAL_BYTES
-                or (len(inflight) <= 16 and batch.count * 4 >= len(inflight))):
-            # Full batches, large bodies, and a request with nothing else in flight (nothing to
-            # batch it with: a sequential caller) go at once, saving a loop iteration per call.
+        if send_batch_now(batch.count, batch.external_bytes, len(inflight), self.flush_at):
             self._flush_peer(peer)
         else:
             if batch.count == 1:

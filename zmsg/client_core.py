@@ -59,6 +59,7 @@ from zmsg.errors import (
 from zmsg.protocol import (
     FLAG_BROADCAST_ONLY,
     FLAG_METADATA,
+    FLUSH_EXTERNAL_BYTES,
     HELLO_PATTERN,
     INSTANCE_ID_LEN,
     KIND_ERROR,
@@ -86,6 +87,7 @@ __all__ = [
     "not_run",
     "resend_delay",
     "resend_after",
+    "send_batch_now",
     "read_replies",
     "reply_value",
     "reply_decoder",
@@ -266,6 +268,27 @@ def resend_after(exc: BaseException, attempt: int, remaining: float, rand: float
         return None
     delay = resend_delay(attempt, rand)
     return delay if remaining - delay >= _MIN_RESEND_TIME else None
+
+
+SMALL_WINDOW = 16
+"""In flight at or below which a batch goes out at a quarter of the window (``send_batch_now``)."""
+
+
+def send_batch_now(records: int, external_bytes: int, in_flight: int, flush_at: int) -> bool:
+    """Whether a batch of ``records`` (``external_bytes`` of large bodies) should be sent now
+    rather than at the end of the loop iteration, with ``in_flight`` requests outstanding
+    (this one included).
+
+    Full batches and large bodies go at once. With a small window (16 or fewer in flight) so
+    does a batch holding a quarter of it: the service starts on the first requests while the
+    caller queues the rest, so several messages overlap instead of one batch ping-ponging (8 in
+    flight, 1 KiB: 40.8k -> 46.1k requests/s, p50 197 -> 169 us, six paired runs, raw pyzmq
+    48.8k). One request alone in flight (a sequential caller) is always sent at once. Larger
+    windows batch to ``flush_at``, where batching is what beats raw pyzmq (W2).
+    """
+    if records >= flush_at or external_bytes >= FLUSH_EXTERNAL_BYTES:
+        return True
+    return in_flight <= SMALL_WINDOW and records * 4 >= in_flight
 
 
 def request_ttl_ms(timeout: float) -> int:
