@@ -7,8 +7,8 @@ until EAGAIN (bounded per wake-up so one busy peer cannot starve the loop), hand
 to a callback, and retries any sends that hit the high-water mark. Because any send or receive
 may consume the edge, every send made outside the reader callback re-checks ``ZMQ_EVENTS`` and
 schedules a drain when input is waiting. The owner's ``on_idle`` (where it flushes what the
-messages produced) runs once the drain is over, so that replies to many messages share one
-send; when ``on_message`` returns True (a message nothing is batched with: one request) it
+messages produced) runs once the drain is over, so that what many messages produced can share
+one send; when ``on_message`` returns True (the service's does, for every request message) it
 runs right after that message instead, before the next ``ZMQ_EVENTS`` check, which then both
 looks for more input and re-arms the edge after the sends: each ``ZMQ_EVENTS`` read is a system
 call (libzmq polls the socket's mailbox), and a lone request answered at once costs two of
