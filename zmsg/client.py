@@ -46,7 +46,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Generator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
-from zmsg import codec
 from zmsg.client_core import (
     DEFAULTS,
     HELLO_ROUTE,
@@ -61,8 +60,8 @@ from zmsg.client_core import (
     PeerState,
     call_timeout,
     check_one_service,
-    check_size,
     client_options,
+    encode_call,
     hello_instance,
     instance_endpoints,
     malformed_reply,
@@ -82,9 +81,8 @@ from zmsg.client_core import (
     retry_delay,
     send_batch_now,
     unavailable,
-    with_metadata,
 )
-from zmsg.codec import Pattern, encode_pattern, pattern_repr
+from zmsg.codec import Pattern, pattern_repr
 from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, RpcException, ServiceUnavailable, ZmsgError
@@ -550,10 +548,7 @@ class ClientProxy:
         timeout = call_timeout(timeout, self.timeout)
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
-        route = encode_pattern(pattern)
-        flags, body = with_metadata(codec.encode(data), metadata)
-        if len(body) + len(route) > self.max_message_size:
-            check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         return Stream(self, pattern, route, flags, body, timeout, reply_decoder(response_type))
 
     def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None,
@@ -581,10 +576,7 @@ class ClientProxy:
         return self._emit(pattern, data, metadata)  # type: ignore[arg-type]
 
     def _emit(self, pattern: Pattern, data: Any, metadata: dict[str, str] | None) -> Awaitable[None]:
-        route = encode_pattern(pattern)
-        flags, body = with_metadata(codec.encode(data), metadata)
-        if len(body) + len(route) > self.max_message_size:
-            check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         publisher = self._publisher
         if not self._events_ready or publisher is None:
             return self._emit_when_subscribed(route, body, flags)
@@ -816,13 +808,7 @@ class ClientProxy:
             self._open()
         loop = self._loop
         assert loop is not None
-        route = pattern if type(pattern) is bytes else encode_pattern(pattern)  # type: ignore[arg-type]
-        body = codec.encode(data)
-        flags = 0
-        if metadata:
-            flags, body = with_metadata(body, metadata)
-        if len(body) + len(route) > self.max_message_size:
-            check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         if timeout is None:
             timeout = self.timeout
         if peer is None:

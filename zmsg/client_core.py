@@ -83,6 +83,7 @@ __all__ = [
     "RETRYABLE",
     "request_ttl_ms",
     "check_size",
+    "encode_call",
     "NOT_RUN",
     "not_run",
     "resend_delay",
@@ -301,6 +302,17 @@ def request_ttl_ms(timeout: float) -> int:
 def check_size(route: bytes, body: bytes, limit: int) -> None:
     if len(body) + len(route) > limit:
         raise codec.too_large(route, body, limit)
+
+
+def encode_call(pattern: Any, data: Any, metadata: Mapping[str, str] | None, limit: int) -> tuple[bytes, int, bytes]:
+    """The route, record flags and body of one request, stream or event: the pattern (or its
+    route bytes) and payload encoded, the metadata section attached, the size checked against
+    ``limit`` (``MessageTooLarge`` before anything is sent)."""
+    route = pattern if type(pattern) is bytes else codec.encode_pattern(pattern)
+    flags, body = with_metadata(codec.encode(data), metadata)
+    if len(body) + len(route) > limit:
+        check_size(route, body, limit)
+    return route, flags, body
 
 
 # -- replies -----------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ from zmsg.client_core import (
     PeerLink,
     call_timeout,
     check_one_service,
-    check_size,
     client_options,
+    encode_call,
     malformed_reply,
     merge_metadata,
     no_answer,
@@ -55,9 +55,8 @@ from zmsg.client_core import (
     retry_attempts,
     retry_delay,
     unavailable,
-    with_metadata,
 )
-from zmsg.codec import Pattern, encode_pattern, pattern_repr
+from zmsg.codec import Pattern, pattern_repr
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import ProtocolError, RequestTimeout, RpcException, ServiceUnavailable
 from zmsg.pipeline import SyncMiddleware, check_sync_middleware, run_chain_sync
@@ -209,13 +208,7 @@ class SyncClientProxy:
 
     def _send(self, pattern: Pattern, data: Any, timeout: float, attempts: int, metadata: dict[str, str] | None,
               decoder: Any, wait: bool = True) -> Any:
-        route = encode_pattern(pattern)
-        body = codec.encode(data)
-        flags = 0
-        if metadata:
-            flags, body = with_metadata(body, metadata)
-        if len(body) + len(route) > self.max_message_size:
-            check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         attempt = resends = 0
         budget = timeout
         started = time.monotonic()
@@ -280,10 +273,7 @@ class SyncClientProxy:
         timeout = call_timeout(timeout, self.timeout)
         if metadata or self.metadata:
             metadata = merge_metadata(self.metadata, metadata)
-        route = encode_pattern(pattern)
-        flags, body = with_metadata(codec.encode(data), metadata)
-        if len(body) + len(route) > self.max_message_size:
-            check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         return SyncStream(self, route, flags, body, timeout, reply_decoder(response_type))
 
     def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None,
@@ -312,10 +302,7 @@ class SyncClientProxy:
     def _emit(self, pattern: Pattern, data: Any, metadata: dict[str, str] | None) -> None:
         if not self._events_ready:
             self.connect()
-        route = encode_pattern(pattern)
-        flags, body = with_metadata(codec.encode(data), metadata)
-        if len(body) + len(route) > self.max_message_size:
-            check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         with self._lock:
             publisher = self._publisher
             if self._closed or publisher is None:

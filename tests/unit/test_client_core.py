@@ -296,3 +296,15 @@ def test_a_batch_goes_at_once_when_full_large_or_a_quarter_of_a_small_window() -
     assert not send_batch_now(3, 0, 16, 32) and send_batch_now(4, 0, 16, 32)
     assert not send_batch_now(16, 0, SMALL_WINDOW + 1, 32)  # larger windows batch to flush_at
     assert not send_batch_now(31, 0, 64, 32)
+
+
+def test_a_call_is_encoded_once_for_every_client() -> None:
+    from zmsg.client_core import encode_call
+    from zmsg.protocol import FLAG_METADATA
+
+    assert encode_call({"b": 1, "a": 2}, [1], None, 100) == (b'{"a":2,"b":1}', 0, codec.encode([1]))
+    assert encode_call(b"raw", None, None, 100) == (b"raw", 0, b"\xc0")  # route bytes pass through
+    route, flags, body = encode_call("p", 1, {"k": "v"}, 100)
+    assert route == b"p" and flags == FLAG_METADATA and body.endswith(codec.encode(1))
+    with pytest.raises(MessageTooLarge):
+        encode_call("p", b"x" * 200, None, 100)

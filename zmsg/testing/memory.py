@@ -18,20 +18,18 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Self
 
-from zmsg import codec
 from zmsg.client_core import (
     DEFAULTS,
     EventStamper,
     call_timeout,
-    check_size,
+    encode_call,
     merge_metadata,
     read_replies,
     reply_decoder,
     reply_value,
     request_ttl_ms,
-    with_metadata,
 )
-from zmsg.codec import Pattern, encode_pattern, pattern_repr
+from zmsg.codec import Pattern, pattern_repr
 from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
 from zmsg.protocol import KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.runtime import loop_factory
@@ -116,9 +114,7 @@ class TestClient:
 
     async def _request(self, pattern: Pattern, data: Any, timeout: float, metadata: dict[str, str] | None = None,
                        decoder: Any = None) -> Any:
-        route = encode_pattern(pattern)
-        flags, body = with_metadata(codec.encode(data), metadata)
-        check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         if self._route is None:
             raise ServiceUnavailable("the TestClient is not started: use `async with TestClient(service)`")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -166,9 +162,7 @@ class TestClient:
                window: int = DEFAULTS.stream_window) -> AsyncIterator[Any]:
         """``async for item in client.stream(pattern, data):`` as on ``ClientProxy``: the same
         stream records and credit window (zmsg.stream_core), in memory."""
-        route = encode_pattern(pattern)
-        flags, body = with_metadata(codec.encode(data), merge_metadata(None, metadata))
-        check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, merge_metadata(None, metadata), self.max_message_size)
         return _MemoryStream(self, route, flags, body, call_timeout(timeout, self.timeout),
                              reply_decoder(response_type), window)
 
@@ -177,9 +171,7 @@ class TestClient:
     async def emit(self, pattern: Pattern, data: Any = None, *, metadata: Mapping[str, str] | None = None) -> None:
         """Publish an event to the service; returns once every handler it started has finished
         (their failures stay on the service side, logged and counted, as over the network)."""
-        route = encode_pattern(pattern)
-        flags, body = with_metadata(codec.encode(data), merge_metadata(None, metadata))
-        check_size(route, body, self.max_message_size)
+        route, flags, body = encode_call(pattern, data, merge_metadata(None, metadata), self.max_message_size)
         if self._route is None:
             raise ServiceUnavailable("the TestClient is not started: use `async with TestClient(service)`")
         batch = BatchBuilder()
