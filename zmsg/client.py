@@ -308,14 +308,13 @@ class Stream(AsyncIterator[Any]):
         if not core.ready:
             await self._wait(link)
         try:
-            value = core.next_item()
+            value, granted = core.take()
         except BaseException:
             self._finish()
             raise
         if value is END:
             self._finish()
             raise StopAsyncIteration
-        granted = core.credit_due()
         if granted:
             self._client._send_credit(core.correlation_id, link.peer, granted)
         return value

@@ -50,6 +50,7 @@ __all__ = [
     "read_credit",
     "open_stream",
     "add_credit",
+    "credit_message",
 ]
 
 MAX_CREDIT = 0xFFFFFFFF
@@ -92,6 +93,13 @@ def open_stream(batch: BatchBuilder, cid: int, ttl_ms: int, route: bytes, body: 
 
 def add_credit(batch: BatchBuilder, cid: int, count: int) -> None:
     batch.add(KIND_CREDIT, 0, cid, 0, b"", credit_body(count))
+
+
+def credit_message(cid: int, count: int) -> list[Any]:
+    """The frames of a message carrying only a grant of credit (drivers without a shared batch)."""
+    batch = BatchBuilder()
+    add_credit(batch, cid, count)
+    return batch.take()
 
 
 class StreamState(enum.Enum):
@@ -217,6 +225,12 @@ class ClientStream:
         if self.state is StreamState.OPEN:
             raise RuntimeError("next_item() called on a stream that is not ready")
         return END
+
+    def take(self) -> tuple[Any, int]:
+        """``next_item`` and then, unless the stream is over, ``credit_due``: what a driver does
+        for every item (it then sends the credit, if any)."""
+        value = self.next_item()
+        return value, (0 if value is END else self.credit_due())
 
     def _decode(self, body: Any) -> Any:
         # An item is decoded exactly as a reply is (typed by ``response_type``, same errors).

@@ -61,7 +61,7 @@ from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import ProtocolError, RequestTimeout, RpcException, ServiceUnavailable
 from zmsg.pipeline import SyncMiddleware, check_sync_middleware, run_chain_sync
 from zmsg.protocol import EXTERNAL_BODY_THRESHOLD, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, BatchBuilder
-from zmsg.stream_core import END, ClientStream, add_credit, open_stream
+from zmsg.stream_core import END, ClientStream, credit_message, open_stream
 from zmsg.transport.blocking import BlockingDealer, BlockingPublisher, WatchedDealer, ask_each
 from zmsg.transport.security import CurveClient
 
@@ -463,18 +463,15 @@ class SyncStream(Iterator[Any]):
         try:
             while not core.ready:
                 self._receive(core)
-            value = core.next_item()
+            value, granted = core.take()
         except BaseException:
             self.close()
             raise
         if value is END:
             self.close()
             raise StopIteration
-        granted = core.credit_due()
         if granted and self._dealer is not None:
-            batch = BatchBuilder()
-            add_credit(batch, core.correlation_id, granted)
-            self._dealer.send(batch.take())
+            self._dealer.send(credit_message(core.correlation_id, granted))
         return value
 
     def _open(self) -> ClientStream:

@@ -211,3 +211,18 @@ def test_the_stream_core_imports_neither_zmq_nor_asyncio() -> None:
     code = "import sys, zmsg.stream_core; print('zmq' in sys.modules, 'asyncio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_take_gives_the_item_and_the_credit_a_driver_sends_with_it() -> None:
+    from zmsg.protocol import KIND_CREDIT, parse_frames
+    from zmsg.stream_core import credit_message, read_credit
+
+    stream = ClientStream(5, b"p", window=4)
+    for seq in (1, 2):
+        stream.on_record(KIND_STREAM_ITEM, codec.encode(seq), seq)
+    assert stream.take() == (1, 0)
+    assert stream.take() == (2, 2)  # half the window consumed: grant it
+    stream.on_record(KIND_STREAM_END, b"", 0)
+    assert stream.take() == (END, 0)
+    [(kind, _flags, cid, _ttl, _pattern, body)] = parse_frames(credit_message(5, 2), 0)
+    assert (kind, cid, read_credit(body)) == (KIND_CREDIT, 5, 2)

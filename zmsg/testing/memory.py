@@ -34,7 +34,7 @@ from zmsg.errors import RequestTimeout, ServiceUnavailable, ZmsgError
 from zmsg.protocol import KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.runtime import loop_factory
 from zmsg.service import Service
-from zmsg.stream_core import END, ClientStream, add_credit, open_stream
+from zmsg.stream_core import END, ClientStream, credit_message, open_stream
 
 __all__ = ["TestClient", "SyncTestClient"]
 
@@ -243,18 +243,15 @@ class _MemoryStream:
             finally:
                 link.waiter = None
         try:
-            value = core.next_item()
+            value, granted = core.take()
         except BaseException:
             self._finish()
             raise
         if value is END:
             self._finish()
             raise StopAsyncIteration
-        granted = core.credit_due()
         if granted and client._route is not None:
-            batch = BatchBuilder()
-            add_credit(batch, core.correlation_id, granted)
-            client._deliver(batch.take())
+            client._deliver(credit_message(core.correlation_id, granted))
         return value
 
     def _finish(self) -> None:
