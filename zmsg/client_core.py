@@ -84,7 +84,6 @@ __all__ = [
     "request_ttl_ms",
     "check_size",
     "encode_call",
-    "NOT_RUN",
     "not_run",
     "resend_delay",
     "resend_after",
@@ -234,7 +233,6 @@ def retry_delay(attempt: int, backoff: float, rand: float | None = None) -> floa
     return (random.random() if rand is None else rand) * ceiling
 
 
-NOT_RUN = codec.NOT_RUN
 _MAX_RESEND_DELAY = 0.05
 _MIN_RESEND_TIME = 0.01  # what a re-send must have left of the call's timeout, or the refusal stands
 
@@ -251,7 +249,7 @@ def not_run(exc: BaseException) -> bool:
     if not isinstance(exc, RpcException):
         return False
     error = exc.error
-    return isinstance(error, dict) and error.get(NOT_RUN) is True
+    return isinstance(error, dict) and error.get(codec.NOT_RUN) is True
 
 
 def resend_delay(attempt: int, rand: float | None = None) -> float:

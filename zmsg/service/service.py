@@ -638,14 +638,11 @@ class Service:
 
     # -- requests --------------------------------------------------------------------------
 
-    def _on_request_message(self, frames: list[bytes]) -> bool:
-        """Handle one request message; True asks the reader to flush its replies right after it.
-
-        Always: the replies to one message are already one batch, and sending them before the
-        next message is read lets the caller work on them meanwhile. Holding them for the whole
-        drain (as before) measured lower on W2 in 5 of 6 paired runs, with more client CPU per
-        request in all 6 (`zmsg bench -w W2 --repeat 3`, 2026-12-01), and costs a lone request
-        one more ZMQ_EVENTS read."""
+    def _on_request_message(self, frames: list[bytes]) -> None:
+        """Handle one request message. Its replies are flushed right after it (the reader's
+        ``on_idle``), not held for the whole drain: they are already one batch, and the caller
+        works on them while the next message is read (holding them measured lower on W2 in 5 of
+        6 paired runs, and costs a lone request one more ZMQ_EVENTS read)."""
         identity = frames[0]
         self._received_at = time.monotonic()
         try:
@@ -677,7 +674,6 @@ class Service:
                 self._peer_log.warning("%s: unsupported record kind %d (%s) from %s", self.name, kind, name, identity.hex())
                 if cid:
                     self._reply_error(identity, cid, error_object(400, f"Unsupported record kind {kind} ({name})"))
-        return True
 
     def _dispatch_request_with_metadata(self, identity: bytes, cid: int, ttl_ms: int, pattern: bytes,
                                         body: bytes, stream: bool = False) -> None:

@@ -6,13 +6,11 @@ readable when the socket's state may have changed. ``Channel`` registers that FD
 until EAGAIN (bounded per wake-up so one busy peer cannot starve the loop), hands each message
 to a callback, and retries any sends that hit the high-water mark. Because any send or receive
 may consume the edge, every send made outside the reader callback re-checks ``ZMQ_EVENTS`` and
-schedules a drain when input is waiting. The owner's ``on_idle`` (where it flushes what the
-messages produced) runs once the drain is over, so that what many messages produced can share
-one send; when ``on_message`` returns True (the service's does, for every request message) it
-runs right after that message instead, before the next ``ZMQ_EVENTS`` check, which then both
-looks for more input and re-arms the edge after the sends: each ``ZMQ_EVENTS`` read is a system
-call (libzmq polls the socket's mailbox), and a lone request answered at once costs two of
-them instead of three. Sends that would block are queued in order and flushed
+schedules a drain when input is waiting. The owner's ``on_idle`` (where it flushes what a
+message produced) runs right after each message, before the next ``ZMQ_EVENTS`` check, which
+then both looks for more input and re-arms the edge after those sends: each ``ZMQ_EVENTS`` read
+is a system call (libzmq polls the socket's mailbox), and a lone request answered at once costs
+two of them instead of three. Sends that would block are queued in order and flushed
 when the socket becomes writable; ``wait_writable`` lets producers wait for that (backpressure).
 """
 
@@ -28,7 +26,7 @@ import zmq
 from zmq.backend import Socket as _BackendSocket
 
 from zmsg.errors import ChannelClosed
-from zmsg.transport.sockopt import events as _read_events, rcvmore as _rcvmore
+from zmsg.transport.sockopt import events as _events, rcvmore as _rcvmore
 
 __all__ = ["Channel", "ChannelClosed", "MAX_MESSAGES_PER_WAKEUP"]
 
@@ -51,10 +49,6 @@ _send = _BackendSocket.send
 def _size(frames: list[Any]) -> int:
     # The identity frame (frames[0]) is not counted: it is a few bytes and not a reply.
     return sum(len(frame) for frame in frames[1:])
-
-
-def _events(sock: zmq.Socket[Any]) -> int:
-    return _read_events(sock)
 
 
 class Channel:
@@ -86,7 +80,7 @@ class Channel:
     def __init__(
         self,
         sock: zmq.Socket[Any],
-        on_message: Callable[[list[Any]], bool | None] | None,
+        on_message: Callable[[list[Any]], None] | None,
         *,
         name: str = "channel",
         loop: asyncio.AbstractEventLoop | None = None,
@@ -149,14 +143,13 @@ class Channel:
             on_idle = self.on_idle
             recv = sock.recv
             copy_frames = self._copy_frames
-            idle_pending = False
             self._in_drain = True
             try:
                 for _ in range(MAX_MESSAGES_PER_WAKEUP):
                     # Asking ZMQ_EVENTS first is cheaper than ending every drain with a zmq.Again
                     # exception, and reading it re-arms the edge-triggered FD just the same; it
                     # also stands for the check each send below would otherwise make.
-                    if not _read_events(sock) & _POLLIN:
+                    if not _events(sock) & _POLLIN:
                         break
                     try:
                         if self.inspect is None:
@@ -173,18 +166,14 @@ class Channel:
                         break
                     if on_message is None:
                         continue
-                    flush_now = False
                     try:
-                        flush_now = on_message(frames) is True
+                        on_message(frames)
                     except Exception:
                         # One bad message must never kill the reader: log, count, keep going.
                         self.callback_errors += 1
                         log.exception("%s: message handler failed", self.name)
                     if on_idle is not None:
-                        if flush_now:
-                            self._idle(on_idle)
-                        else:
-                            idle_pending = True
+                        self._idle(on_idle)
                     if self._closed:
                         return
                     if self._paused:
@@ -194,8 +183,6 @@ class Channel:
                     self._schedule_drain()
             finally:
                 self._in_drain = False
-            if idle_pending and on_idle is not None and not self._closed:
-                self._idle(on_idle)  # its sends check ZMQ_EVENTS themselves: the drain is over
             sent = False
             if self._backlogs:
                 # A peer's pipe drained below its low-water mark: libzmq told the socket, which
