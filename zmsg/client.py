@@ -58,6 +58,7 @@ from zmsg.client_core import (
     LinkEvent,
     PeerLink,
     PeerState,
+    SendWindow,
     call_timeout,
     check_one_service,
     client_options,
@@ -87,7 +88,7 @@ from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEO
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, RpcException, ServiceUnavailable, ZmsgError
 from zmsg.pipeline import Middleware, check_middleware, run_chain
-from zmsg.protocol import KIND_CANCEL, KIND_REQUEST, BatchBuilder, InFlight
+from zmsg.protocol import KIND_CANCEL, KIND_REPLY, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.stream_core import END, ClientStream, StreamState, add_credit, open_stream
 from zmsg.transport import Channel, connect_dealer
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
@@ -125,7 +126,7 @@ class ClientStats:
     """Counters a proxy keeps about what it could not deliver or match."""
 
     __slots__ = ("timeouts", "malformed_messages", "disconnects", "retries", "resent", "events_emitted",
-                 "emit_waits", "rejected_stream_records")
+                 "emit_waits", "rejected_stream_records", "send_window_cuts")
 
     def __init__(self) -> None:
         self.timeouts = 0
@@ -137,6 +138,8 @@ class ClientStats:
         self.events_emitted = 0
         self.emit_waits = 0
         self.rejected_stream_records = 0
+        self.send_window_cuts = 0
+        """Times refusals (429 ``not_run``) halved the requests this proxy keeps out (``ClientProxy.send_window``)."""
         """Stream records dropped or refused: after the stream was over, beyond its credit, of a
         kind a stream cannot carry (see zmsg.stream_core.ClientStream.on_record)."""
 
@@ -186,7 +189,7 @@ class PendingRequest(Generic[T]):
         client = self._client
         if client._closed:
             raise ServiceUnavailable("this ClientProxy is closed")
-        if client._slot_waiters or len(client._inflight) >= client.max_in_flight:
+        if client._slot_waiters or client._promised or len(client._inflight) >= client._window.limit:
             yield from client._wait_for_slot(self.timeout).__await__()
         attempt = resends = 0
         timeout = self.timeout
@@ -218,10 +221,13 @@ class PendingRequest(Generic[T]):
                 delay = resend_after(exc, resends + 1, remaining)
                 if delay is None or client._closed:
                     raise
+                client._refused(cid)
                 resends += 1
                 client.stats.resent += 1
-                timeout = remaining - delay
                 yield from asyncio.sleep(delay).__await__()
+                # Behind the callers already waiting: fewer requests out is what the refusal asked for.
+                yield from client._wait_for_slot(budget - (time.monotonic() - started)).__await__()
+                timeout = budget - (time.monotonic() - started)
             except RETRYABLE as exc:
                 client._impatient.discard(cid)
                 if attempt >= self.retries or client._closed:
@@ -416,7 +422,8 @@ class ClientProxy:
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
         (default: ``timeout``); ``emit_timeout``: longest an ``emit`` waits for backpressure or a
         missing subscriber before raising (default: ``timeout``); ``retries`` / ``retry_backoff``:
-        for calls declared idempotent; ``max_in_flight``: callers beyond it wait for a slot;
+        for calls declared idempotent; ``max_in_flight``: callers beyond it wait for a slot, in
+        turn (fewer, ``send_window``, for a while after the service refused requests unrun);
         ``max_message_size``: larger payloads raise ``MessageTooLarge`` before anything is sent
         (lowered to the service's own limit once connected); ``heartbeat``: ZMTP heartbeat
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
@@ -441,7 +448,7 @@ class ClientProxy:
         self.emit_timeout = options.emit_wait
         self.retries = options.retries
         self.retry_backoff = options.retry_backoff
-        self.max_in_flight = options.max_in_flight
+        self._window = SendWindow(options.max_in_flight)
         self.max_message_size = options.max_message_size
         self.heartbeat = options.heartbeat
         self.flush_at = options.flush_at
@@ -463,6 +470,7 @@ class ClientProxy:
         self._inflight: InFlight[_Waiter] = InFlight()
         self._streams: dict[int, _StreamLink] = {}
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._promised = 0  # slots freed for woken waiters that have not sent yet
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = float("inf")
         self._publisher: Publisher | None = None
@@ -479,6 +487,17 @@ class ClientProxy:
         self._closed = False
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def max_in_flight(self) -> int:
+        """Requests out at once before callers wait for a slot (the option)."""
+        return self._window.ceiling
+
+    @property
+    def send_window(self) -> int:
+        """Requests out at once now: ``max_in_flight``, or fewer after a service refused some
+        unrun (429 ``not_run``, its unread replies over budget), growing back as replies come."""
+        return self._window.limit
 
     @overload
     def send(self, pattern: Pattern, data: Any = None, *, timeout: float | None = None, retries: int | None = None,
@@ -890,31 +909,63 @@ class ClientProxy:
         add_credit(peer.batch, cid, count)
         self._queued(peer)
 
+    def _must_wait(self) -> bool:
+        return bool(self._slot_waiters or self._promised) or len(self._inflight) >= self._window.limit
+
     async def _wait_for_slot(self, timeout: float | None) -> None:
-        """Backpressure for callers: wait until fewer than ``max_in_flight`` requests are out."""
-        loop = asyncio.get_running_loop()
-        while len(self._inflight) >= self.max_in_flight:
-            waiter = loop.create_future()
-            self._slot_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, self.timeout if timeout is None else timeout)
-            except TimeoutError:
-                raise RequestTimeout(f"no request slot freed within {timeout or self.timeout:g} s "
-                                     f"(max_in_flight={self.max_in_flight})") from None
+        """Backpressure for callers: wait, first come first served, until a slot is ours.
+
+        A freed slot is promised to the caller woken for it (``_promised``) until that caller
+        runs and sends: a caller whose reply just came in, running first, would otherwise take
+        it, and the woken one would wait again at the back, for ever under load.
+        """
+        if not self._must_wait():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        got = False
+        try:
+            await asyncio.wait_for(waiter, self.timeout if timeout is None else timeout)
+            got = True
+        except TimeoutError:
+            raise RequestTimeout(f"no request slot freed within {timeout or self.timeout:g} s "
+                                 f"(max_in_flight={self.max_in_flight}, send_window={self.send_window})") from None
+        finally:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._promised -= 1  # ours: used now, or passed on below
+            if not got:  # timed out or cancelled: a slot promised to us goes to the next caller
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
+                self._release_slots()
+
+    def _refused(self, cid: int) -> None:
+        """A request was refused unrun: keep fewer out (see ``SendWindow``)."""
+        window = self._window
+        cuts = window.cuts
+        window.refused(cid, len(self._inflight), self._inflight.last_id)
+        if window.cuts != cuts:
+            self.stats.send_window_cuts += 1
+            log.info("a service refused requests unrun (429: this client's unread replies are over its "
+                     "max_peer_buffer): keeping at most %d requests out for now (max_in_flight %d)",
+                     window.limit, self.max_in_flight)
 
     def _release_slots(self) -> None:
         waiters = self._slot_waiters
-        free = self.max_in_flight - len(self._inflight)
+        free = self._window.limit - len(self._inflight) - self._promised
         while waiters and free > 0:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._promised += 1
                 free -= 1
 
     def _on_reply_message(self, frames: list[Any]) -> None:
         records, fault = read_replies(frames)
         resolve = self._inflight.resolve
         streams = self._streams
+        window = self._window
+        if window.limit < window.ceiling:
+            window.replied(sum(1 for record in records if record[0] == KIND_REPLY))
         for kind, _flags, cid, ttl, _pattern, body in records:
             if streams:
                 stream = streams.get(cid)

@@ -8,7 +8,8 @@ socket, an event loop or a clock. They are:
   which ``zmsg.config.ClientSettings`` extends for ``zmsg.toml`` and ``ZMSG_*`` variables;
 - what one call may ask (``call_timeout``, ``retry_attempts``, ``retry_delay``), the request
   ttl carried on the wire (``request_ttl_ms``) and the size limit (``check_size``); re-sending,
-  within the call's timeout, a request the service refused without running (``resend_after``);
+  within the call's timeout, a request the service refused without running (``resend_after``),
+  and how many requests to keep out while a service refuses them (``SendWindow``);
 - reading a reply message (``read_replies``) and one reply or error record into a value or the
   exception it stands for (``reply_value``), straight into a ``response_type`` when asked
   (``reply_decoder``: one typed decoder per type, built once);
@@ -88,6 +89,7 @@ __all__ = [
     "resend_delay",
     "resend_after",
     "send_batch_now",
+    "SendWindow",
     "read_replies",
     "reply_value",
     "reply_decoder",
@@ -268,6 +270,62 @@ def resend_after(exc: BaseException, attempt: int, remaining: float, rand: float
     delay = resend_delay(attempt, rand)
     return delay if remaining - delay >= _MIN_RESEND_TIME else None
 
+
+class SendWindow:
+    """How many requests the pipelining client keeps out while a service refuses some unrun.
+
+    A 429 ``not_run`` refusal means this client's unread replies at the service are over its
+    ``max_peer_buffer``. Each refused request is sent again whole, so a client that keeps more
+    in flight than the service will buffer replies for moves its large requests several times
+    (512 x 1 MiB against the 64 MiB default: more re-sends than answers, 0.8x raw pyzmq's
+    requests/s). As TCP's congestion window (BIC's search): a refusal halves the limit (once
+    per round trip: refusals of requests sent before the last cut are the same event); each
+    window's worth of replies then closes half the gap back to where the refusal came, and past
+    that point the limit probes upwards in doubling steps, back to ``ceiling``
+    (``max_in_flight``), where it costs nothing. Correlation ids order "before" and "after";
+    they are 64-bit and wrap.
+    """
+
+    __slots__ = ("ceiling", "limit", "cuts", "_replies", "_cut_at", "_peak", "_probe")
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.cuts = 0
+        self._replies = 0
+        self._cut_at = 0
+        self._peak = ceiling
+        self._probe = 1
+
+    def refused(self, correlation_id: int, in_flight: int, last_id: int) -> None:
+        """A request was refused unrun; ``in_flight`` are out now, ``last_id`` was sent last."""
+        if self.cuts and not 0 < (correlation_id - self._cut_at) & _ID_MASK < _ID_HALF:
+            return  # sent before the last cut: that cut already answered this refusal
+        self._peak = min(self.limit, in_flight + 1)
+        self.limit = max(1, self._peak // 2)
+        self.cuts += 1
+        self._replies = 0
+        self._probe = 1
+        self._cut_at = last_id
+
+    def replied(self, count: int) -> None:
+        """``count`` requests were answered (not refused)."""
+        if self.limit >= self.ceiling:
+            return
+        self._replies += count
+        if self._replies < self.limit:
+            return
+        self._replies = 0
+        if self.limit < self._peak:
+            step = max(1, (self._peak - self.limit) // 2)
+        else:
+            step = self._probe
+            self._probe *= 2
+        self.limit = min(self.ceiling, self.limit + step)
+
+
+_ID_MASK = 0xFFFFFFFFFFFFFFFF
+_ID_HALF = 1 << 63
 
 SMALL_WINDOW = 16
 """In flight at or below which a batch goes out at a quarter of the window (``send_batch_now``)."""

@@ -184,14 +184,15 @@ class _ClientCollector(Collector):
         stats: Any = getattr(proxy, "stats", None)
         if stats is not None:  # ClientProxy
             timeouts, retries, malformed = stats.timeouts, stats.retries, stats.malformed_messages
-            resent = stats.resent
-        else:  # SyncClientProxy keeps them as attributes
+            resent, cuts = stats.resent, stats.send_window_cuts
+        else:  # SyncClientProxy keeps them as attributes (one request per thread: no window)
             timeouts, retries, malformed = getattr(proxy, "timeouts", 0), getattr(proxy, "retried", 0), 0
-            resent = getattr(proxy, "resent", 0)
+            resent, cuts = getattr(proxy, "resent", 0), 0
         for metric, doc, value in (
             ("zmsg_client_timeouts", "Requests that raised RequestTimeout", timeouts),
             ("zmsg_client_retries", "Requests retried (idempotent calls only)", retries),
             ("zmsg_client_resent", "Requests sent again after the service refused them unrun (429)", resent),
+            ("zmsg_client_send_window_cuts", "Times such refusals halved the requests kept in flight", cuts),
             ("zmsg_client_malformed_messages", "Reply messages dropped as malformed", malformed),
         ):
             family = CounterMetricFamily(metric, doc, labels=["service"])

@@ -217,6 +217,11 @@ class InFlight(Generic[T]):
         self._next_id = (self._next_id + 1) & 0xFFFFFFFFFFFFFFFF or 1
         return self._next_id
 
+    @property
+    def last_id(self) -> int:
+        """The newest id handed out (0 before the first)."""
+        return self._next_id
+
     def add(self, correlation_id: int, waiter: T, deadline: float) -> bool:
         """Track a request; returns True when its deadline is now the earliest known one."""
         self._entries[correlation_id] = (waiter, deadline)

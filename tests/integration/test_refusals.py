@@ -44,6 +44,27 @@ async def test_a_reading_client_pipelining_large_replies_gets_every_one(bulk: An
     assert client.stats.resent == refused  # every refusal reached the client and was re-sent
     assert client.stats.timeouts == 0
     assert registry.get_sample_value("zmsg_client_resent_total", {"service": "bulk"}) == refused
+    assert client.stats.send_window_cuts >= 1  # and it kept fewer requests out afterwards
+    assert registry.get_sample_value("zmsg_client_send_window_cuts_total", {"service": "bulk"}) == \
+        client.stats.send_window_cuts
+
+
+async def test_after_refusals_fewer_requests_are_kept_out_then_more_as_replies_come(bulk: Any) -> None:
+    async with zmsg.ClientProxy(bulk.endpoint, max_in_flight=64) as client:
+        assert client.send_window == 64
+        with pytest.raises((zmsg.RpcException, zmsg.RequestTimeout)):
+            await client.send("refuse", None, timeout=0.3)
+        assert client.stats.send_window_cuts == client.stats.resent >= 1  # each re-send was sent after a cut
+        assert client.send_window == 1
+
+        async def caller(i: int) -> int:
+            return len(await client.send("blob", i))
+
+        # Small replies never go over the budget: the window doubles after each window's worth
+        # of replies (1 + 2 + ... + 32 of them) back to max_in_flight, every caller served.
+        assert await asyncio.gather(*(caller(i) for i in range(400))) == list(range(400))
+        assert client.send_window == 64
+        assert client.stats.send_window_cuts == client.stats.resent
 
 
 def _check_last_refusal(raised: BaseException) -> None:

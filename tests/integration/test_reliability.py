@@ -4,6 +4,7 @@ restarts, bounded resources, backpressure and loss detection."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -139,6 +140,23 @@ async def test_max_in_flight_makes_callers_wait_not_fail(math_service) -> None:
         watcher.cancel()
         assert results == list(range(300))
         assert 1 <= peak <= 4
+
+
+async def test_callers_waiting_for_a_slot_are_served_in_turn(math_service) -> None:
+    # With one slot, the caller whose reply just came in runs before the one woken for the freed
+    # slot: unless the slot is kept for the woken caller, the first takes it again and again.
+    async with zmsg.ClientProxy(math_service.endpoint, max_in_flight=1) as client:
+        order: list[str] = []
+
+        async def caller(name: str) -> None:
+            for i in range(40):
+                assert await client.send("echo", i) == i
+                order.append(name)
+
+        await asyncio.gather(caller("a"), caller("b"), caller("c"))
+    longest = max(len(list(run)) for _, run in itertools.groupby(order))
+    assert sorted(order) == ["a"] * 40 + ["b"] * 40 + ["c"] * 40
+    assert longest <= 2, "".join(order)
 
 
 async def test_max_concurrency_bounds_handlers_at_the_service(serve_process) -> None:

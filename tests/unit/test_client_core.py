@@ -308,3 +308,52 @@ def test_a_call_is_encoded_once_for_every_client() -> None:
     assert route == b"p" and flags == FLAG_METADATA and body.endswith(codec.encode(1))
     with pytest.raises(MessageTooLarge):
         encode_call("p", b"x" * 200, None, 100)
+
+
+def test_a_refusal_halves_the_send_window_once_per_round_trip() -> None:
+    from zmsg.client_core import SendWindow
+
+    window = SendWindow(1000)
+    window.replied(5000)
+    assert window.limit == 1000 and window.cuts == 0  # never refused: the ceiling, untouched
+    window.refused(300, in_flight=511, last_id=512)
+    assert window.limit == 256 and window.cuts == 1  # half of what was out, not of the ceiling
+    window.refused(301, in_flight=500, last_id=520)
+    window.refused(512, in_flight=500, last_id=520)
+    assert window.limit == 256 and window.cuts == 1  # sent before the cut: the same event
+    window.refused(513, in_flight=255, last_id=600)
+    assert window.limit == 128 and window.cuts == 2  # sent after it: the limit was still too high
+    for cid in range(601, 620):
+        window.refused(cid, in_flight=0, last_id=cid)
+    assert window.limit == 1  # never below one request
+
+
+def test_refusals_are_ordered_by_correlation_ids_across_their_wrap() -> None:
+    from zmsg.client_core import SendWindow
+
+    top = (1 << 64) - 1
+    window = SendWindow(100)
+    window.refused(top - 5, in_flight=63, last_id=top)
+    assert window.limit == 32
+    window.refused(top, in_flight=63, last_id=2)  # at the cut: the same event
+    assert window.limit == 32
+    window.refused(1, in_flight=31, last_id=3)  # after the wrap, sent after the cut
+    assert window.limit == 16
+
+
+def test_the_send_window_closes_half_the_gap_per_window_of_replies_then_probes_to_the_ceiling() -> None:
+    from zmsg.client_core import SendWindow
+
+    window = SendWindow(200)
+    window.refused(1, in_flight=127, last_id=128)
+    assert window.limit == 64
+    window.replied(63)
+    assert window.limit == 64  # not yet a window's worth
+    seen = []
+    while window.limit < 200:
+        window.replied(window.limit)
+        seen.append(window.limit)
+    assert seen[:7] == [96, 112, 120, 124, 126, 127, 128]  # back towards where refusals began
+    assert seen[7:] == [129, 131, 135, 143, 159, 191, 200]  # past it, doubling steps, capped
+    window.replied(10_000)
+    assert window.limit == 200

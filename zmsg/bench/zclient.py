@@ -181,6 +181,8 @@ async def run_job(job: Job, endpoint: str, progress: Progress | None = None) -> 
             result = await _requests(client, job, job.count, progress)
         result["service_framing"] = (await client.send(STATS_PATTERN)).get("framing", "?")
         result["resent"] = client.stats.resent  # refused unrun (429: replies piling up), sent again
+        result["send_window_cuts"] = client.stats.send_window_cuts  # ... and fewer kept out since
+        result["send_window"] = client.send_window
         return result
 
 
