@@ -88,7 +88,7 @@ from zmsg.defaults import DEFAULT_FLUSH_AT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEO
 from zmsg.endpoints import events_connect_endpoint
 from zmsg.errors import RequestTimeout, RpcException, ServiceUnavailable, ZmsgError
 from zmsg.pipeline import Middleware, check_middleware, run_chain
-from zmsg.protocol import KIND_CANCEL, KIND_REPLY, KIND_REQUEST, BatchBuilder, InFlight
+from zmsg.protocol import FLAG_SLOW_DOWN, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, BatchBuilder, InFlight
 from zmsg.stream_core import END, ClientStream, StreamState, add_credit, open_stream
 from zmsg.transport import Channel, connect_dealer
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED, SocketMonitor
@@ -221,7 +221,7 @@ class PendingRequest(Generic[T]):
                 delay = resend_after(exc, resends + 1, remaining)
                 if delay is None or client._closed:
                     raise
-                client._refused(cid)
+                client._cut_window(cid)
                 resends += 1
                 client.stats.resent += 1
                 yield from asyncio.sleep(delay).__await__()
@@ -938,16 +938,16 @@ class ClientProxy:
                     self._slot_waiters.remove(waiter)
                 self._release_slots()
 
-    def _refused(self, cid: int) -> None:
-        """A request was refused unrun: keep fewer out (see ``SendWindow``)."""
+    def _cut_window(self, cid: int) -> None:
+        """Request ``cid`` was refused unrun or answered with FLAG_SLOW_DOWN: this client's
+        replies are piling up at the service, so keep fewer out (see ``SendWindow``)."""
         window = self._window
         cuts = window.cuts
-        window.refused(cid, len(self._inflight), self._inflight.last_id)
+        window.cut(cid, len(self._inflight), self._inflight.last_id)
         if window.cuts != cuts:
             self.stats.send_window_cuts += 1
-            log.info("a service refused requests unrun (429: this client's unread replies are over its "
-                     "max_peer_buffer): keeping at most %d requests out for now (max_in_flight %d)",
-                     window.limit, self.max_in_flight)
+            log.debug("replies are piling up at the service: keeping at most %d requests out for now "
+                      "(max_in_flight %d)", window.limit, self.max_in_flight)
 
     def _release_slots(self) -> None:
         waiters = self._slot_waiters
@@ -965,8 +965,10 @@ class ClientProxy:
         streams = self._streams
         window = self._window
         if window.limit < window.ceiling:
-            window.replied(sum(1 for record in records if record[0] == KIND_REPLY))
-        for kind, _flags, cid, ttl, _pattern, body in records:
+            window.replied(sum(1 for record in records if record[0] == KIND_REPLY), self._must_wait())
+        for kind, flags, cid, ttl, _pattern, body in records:
+            if flags & FLAG_SLOW_DOWN:
+                self._cut_window(cid)
             if streams:
                 stream = streams.get(cid)
                 if stream is not None:

@@ -278,8 +278,9 @@ class SendWindow:
     ``max_peer_buffer``. Each refused request is sent again whole, so a client that keeps more
     in flight than the service will buffer replies for moves its large requests several times
     (512 x 1 MiB against the 64 MiB default: more re-sends than answers, 0.8x raw pyzmq's
-    requests/s). As TCP's congestion window (BIC's search): a refusal halves the limit (once
-    per round trip: refusals of requests sent before the last cut are the same event); each
+    requests/s). A reply flagged FLAG_SLOW_DOWN says the same earlier, at half the budget, as
+    ECN does for TCP. As TCP's congestion window (BIC's search): either halves the limit (once
+    per round trip: signals about requests sent before the last cut are the same event); each
     window's worth of replies then closes half the gap back to where the refusal came, and past
     that point the limit probes upwards in doubling steps, back to ``ceiling``
     (``max_in_flight``), where it costs nothing. Correlation ids order "before" and "after";
@@ -295,22 +296,26 @@ class SendWindow:
         self._replies = 0
         self._cut_at = 0
         self._peak = ceiling
-        self._probe = 1
+        self._probe = 0
 
-    def refused(self, correlation_id: int, in_flight: int, last_id: int) -> None:
-        """A request was refused unrun; ``in_flight`` are out now, ``last_id`` was sent last."""
+    def cut(self, correlation_id: int, in_flight: int, last_id: int) -> None:
+        """The service refused request ``correlation_id`` unrun, or answered it with
+        FLAG_SLOW_DOWN; ``in_flight`` are out now, ``last_id`` was sent last."""
         if self.cuts and not 0 < (correlation_id - self._cut_at) & _ID_MASK < _ID_HALF:
             return  # sent before the last cut: that cut already answered this refusal
         self._peak = min(self.limit, in_flight + 1)
         self.limit = max(1, self._peak // 2)
         self.cuts += 1
         self._replies = 0
-        self._probe = 1
+        self._probe = 0
         self._cut_at = last_id
 
-    def replied(self, count: int) -> None:
-        """``count`` requests were answered (not refused)."""
-        if self.limit >= self.ceiling:
+    def replied(self, count: int, limited: bool = True) -> None:
+        """``count`` requests were answered (not refused); ``limited``: callers were waiting for
+        the limit (or would). Only then does it grow: callers keeping fewer out say nothing about
+        how many the service takes, and a limit grown meanwhile would let their next burst
+        through at once (as TCP validates its window, RFC 7661)."""
+        if self.limit >= self.ceiling or not limited:
             return
         self._replies += count
         if self._replies < self.limit:
@@ -318,12 +323,13 @@ class SendWindow:
         self._replies = 0
         if self.limit < self._peak:
             step = max(1, (self._peak - self.limit) // 2)
-        else:
-            step = self._probe
-            self._probe *= 2
+        else:  # one at a time near where refusals came, then doubling: they may have stopped
+            self._probe += 1
+            step = 1 if self._probe <= _GENTLE_PROBES else 1 << (self._probe - _GENTLE_PROBES)
         self.limit = min(self.ceiling, self.limit + step)
 
 
+_GENTLE_PROBES = 8  # windows past the last refusal's point that grow the limit by one
 _ID_MASK = 0xFFFFFFFFFFFFFFFF
 _ID_HALF = 1 << 63
 

@@ -59,6 +59,7 @@ __all__ = [
     "event_batch_start",
     "read_subscription",
     "FLAG_STREAM",
+    "FLAG_SLOW_DOWN",
     "BatchBuilder",
     "InFlight",
     "parse_frames",
@@ -91,6 +92,11 @@ KIND_NAMES = {
 # caller wants one reply (``client.send``). Bits 0 and 1 belong to the framing layer, bit 2 is
 # FLAG_BROADCAST_ONLY (events).
 FLAG_STREAM = 0x0008
+# Header flag bit 4 on a reply (service to client): when it was queued, this client's unsent
+# replies at the service were over half its max_peer_buffer. A pipelining client keeps fewer
+# requests out on seeing it, before the service starts refusing them (429 not_run) and the
+# client moves them twice (see zmsg.client_core.SendWindow).
+FLAG_SLOW_DOWN = 0x0010
 
 # Patterns starting with this prefix are the service's own (handshake, health, info); user
 # handlers may not register them.

@@ -11,10 +11,12 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
 import pytest
+import zmq
 
 import zmsg
-from zmsg.protocol import INFO_PATTERN
+from zmsg.protocol import FLAG_SLOW_DOWN, INFO_PATTERN, KIND_ERROR, KIND_REPLY, KIND_REQUEST, BatchBuilder, parse_frames
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +110,33 @@ async def test_a_handlers_own_429_is_an_answer_and_not_re_sent(bulk: Any) -> Non
             sync_client.send("rate_limited", None)
         assert sync_client.send("calls", "rate_limited") == 2
         assert sync_client.resent == 0
+
+
+def test_replies_say_slow_down_past_half_the_budget_before_requests_are_refused(bulk: Any) -> None:
+    """On the wire, as a client in another language sees it: one batch of 12 requests for
+    100 KiB replies to a service with one reply message in ZeroMQ and a 256 KiB budget. Once the
+    replies back up, the first carry SLOW_DOWN (backlog over 128 KiB), the next are refused."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock.connect(bulk.endpoint)
+    try:
+        batch = BatchBuilder()
+        for cid in range(1, 13):
+            batch.add(KIND_REQUEST, 0, cid, 0, b"blob", msgspec.msgpack.encode(100 * KiB))
+        sock.send_multipart(batch.take())
+        answers: dict[int, str] = {}
+        while len(answers) < 12:
+            for kind, flags, cid, _ttl, _pattern, body in parse_frames(sock.recv_multipart(), 0):
+                if kind == KIND_REPLY:
+                    assert len(msgspec.msgpack.decode(bytes(body))) == 100 * KiB
+                    answers[cid] = "slow down" if flags & FLAG_SLOW_DOWN else "reply"
+                else:
+                    assert kind == KIND_ERROR and msgspec.msgpack.decode(bytes(body))["not_run"] is True
+                    answers[cid] = "refused"
+    finally:
+        sock.close(linger=0)
+    seen = [answers[cid] for cid in range(1, 13)]
+    assert "slow down" in seen, seen
+    order = {"reply": 0, "slow down": 1, "refused": 2}
+    assert seen == sorted(seen, key=order.__getitem__), seen  # the backlog only grew meanwhile

@@ -316,15 +316,15 @@ def test_a_refusal_halves_the_send_window_once_per_round_trip() -> None:
     window = SendWindow(1000)
     window.replied(5000)
     assert window.limit == 1000 and window.cuts == 0  # never refused: the ceiling, untouched
-    window.refused(300, in_flight=511, last_id=512)
+    window.cut(300, in_flight=511, last_id=512)
     assert window.limit == 256 and window.cuts == 1  # half of what was out, not of the ceiling
-    window.refused(301, in_flight=500, last_id=520)
-    window.refused(512, in_flight=500, last_id=520)
+    window.cut(301, in_flight=500, last_id=520)
+    window.cut(512, in_flight=500, last_id=520)
     assert window.limit == 256 and window.cuts == 1  # sent before the cut: the same event
-    window.refused(513, in_flight=255, last_id=600)
+    window.cut(513, in_flight=255, last_id=600)
     assert window.limit == 128 and window.cuts == 2  # sent after it: the limit was still too high
     for cid in range(601, 620):
-        window.refused(cid, in_flight=0, last_id=cid)
+        window.cut(cid, in_flight=0, last_id=cid)
     assert window.limit == 1  # never below one request
 
 
@@ -333,19 +333,19 @@ def test_refusals_are_ordered_by_correlation_ids_across_their_wrap() -> None:
 
     top = (1 << 64) - 1
     window = SendWindow(100)
-    window.refused(top - 5, in_flight=63, last_id=top)
+    window.cut(top - 5, in_flight=63, last_id=top)
     assert window.limit == 32
-    window.refused(top, in_flight=63, last_id=2)  # at the cut: the same event
+    window.cut(top, in_flight=63, last_id=2)  # at the cut: the same event
     assert window.limit == 32
-    window.refused(1, in_flight=31, last_id=3)  # after the wrap, sent after the cut
+    window.cut(1, in_flight=31, last_id=3)  # after the wrap, sent after the cut
     assert window.limit == 16
 
 
-def test_the_send_window_closes_half_the_gap_per_window_of_replies_then_probes_to_the_ceiling() -> None:
+def test_the_send_window_closes_half_the_gap_per_window_of_replies_then_probes_up_to_the_ceiling() -> None:
     from zmsg.client_core import SendWindow
 
     window = SendWindow(200)
-    window.refused(1, in_flight=127, last_id=128)
+    window.cut(1, in_flight=127, last_id=128)
     assert window.limit == 64
     window.replied(63)
     assert window.limit == 64  # not yet a window's worth
@@ -354,6 +354,18 @@ def test_the_send_window_closes_half_the_gap_per_window_of_replies_then_probes_t
         window.replied(window.limit)
         seen.append(window.limit)
     assert seen[:7] == [96, 112, 120, 124, 126, 127, 128]  # back towards where refusals began
-    assert seen[7:] == [129, 131, 135, 143, 159, 191, 200]  # past it, doubling steps, capped
+    assert seen[7:15] == [129, 130, 131, 132, 133, 134, 135, 136]  # past it, one at a time,
+    assert seen[15:] == [138, 142, 150, 166, 198, 200]  # then in doubling steps, capped
     window.replied(10_000)
     assert window.limit == 200
+
+
+def test_the_send_window_grows_only_while_callers_are_held_by_it() -> None:
+    from zmsg.client_core import SendWindow
+
+    window = SendWindow(1000)
+    window.cut(1, in_flight=99, last_id=100)
+    window.replied(10_000, limited=False)  # fewer out than allowed: nothing learned
+    assert window.limit == 50
+    window.replied(50, limited=True)
+    assert window.limit == 75

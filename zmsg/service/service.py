@@ -68,6 +68,7 @@ from zmsg.protocol import (
     EMPTY_METADATA,
     FLAG_BROADCAST_ONLY,
     FLAG_METADATA,
+    FLAG_SLOW_DOWN,
     FLAG_STREAM,
     FLUSH_EXTERNAL_BYTES,
     HEALTH_PATTERN,
@@ -136,6 +137,13 @@ pipelining hundreds of requests for large replies, which re-sends what was refus
 every one (a 429 is about 170 bytes); small next to the budget a client that stopped reading may use."""
 
 log = logging.getLogger("zmsg.service")
+
+
+def _slow_down(backlog: int, budget: int) -> int:
+    """The flag a reply carries when its client's unsent replies (``backlog`` bytes) are over
+    half its ``max_peer_buffer``: a pipelining client then keeps fewer requests out before it
+    reaches the budget, where its requests are refused (and it would send them twice)."""
+    return FLAG_SLOW_DOWN if backlog > budget >> 1 else 0
 
 F = TypeVar("F", bound=Callable[..., Any])
 E = TypeVar("E", bound=Callable[..., Any])
@@ -693,16 +701,20 @@ class Service:
                           metadata: Mapping[str, str] = EMPTY_METADATA, stream: bool = False) -> None:
         """Run the handler of one request; ``stream``: the caller reads a stream (FLAG_STREAM)."""
         self.stats.requests += 1
-        if self._router is not None and self._router.backlog_bytes(identity) > self.max_peer_buffer:
-            self._refuse_over_budget(identity, cid)
-            return
+        slow_down = 0
+        if self._router is not None:
+            backlog = self._router.backlog_bytes(identity)
+            if backlog > self.max_peer_buffer:
+                self._refuse_over_budget(identity, cid)
+                return
+            slow_down = _slow_down(backlog, self.max_peer_buffer)
         if self._over_budget:
             self._over_budget.discard(identity)
         handler = self._message_handlers.get(pattern)
         if handler is None:
             builtin = self._builtins.get(pattern)
             if builtin is not None:
-                self._reply(identity, cid, builtin())
+                self._reply(identity, cid, builtin(), slow_down)
                 return
             self.stats.unknown_patterns += 1
             self._reply_error(
@@ -738,7 +750,7 @@ class Service:
             self.stats.queued += 1
             self._waiting.append((identity, cid, handler, payload, ctx, deadline))
             return
-        self._run_handler(identity, cid, handler, payload, ctx, deadline)
+        self._run_handler(identity, cid, handler, payload, ctx, deadline, slow_down)
 
     def _refuse_over_budget(self, identity: bytes, cid: int) -> None:
         """The client's replies are piling up: run nothing more for it until they are sent.
@@ -766,7 +778,7 @@ class Service:
                      f"(max_peer_buffer {self.max_peer_buffer})"))
 
     def _run_handler(self, identity: bytes, cid: int, handler: Handler, payload: Any, ctx: Context | None,
-                     deadline: float | None) -> None:
+                     deadline: float | None, slow_down: int = 0) -> None:
         if deadline is not None and time.monotonic() > deadline:
             # The caller has already given up (RequestTimeout): running it would be wasted work.
             self.stats.deadline_expired += 1
@@ -783,7 +795,7 @@ class Service:
             self._running[key] = task
             task.add_done_callback(lambda t: self._async_done(t, key, handler, ctx))
         else:
-            self._reply(identity, cid, result)
+            self._reply(identity, cid, result, slow_down)
 
     def _cancel(self, identity: bytes, cid: int) -> None:
         """The caller gave up on a request: cancel its handler if it is still running or waiting."""
@@ -812,7 +824,7 @@ class Service:
         elif (exc := task.exception()) is not None:
             self._handler_failed(identity, cid, handler, exc, ctx)
         elif not cancelled_by_caller:
-            self._reply(identity, cid, task.result())
+            self._reply(identity, cid, task.result(), self._slow_down_flag(identity))
         self._start_waiting()
         self._schedule_flush()
 
@@ -929,7 +941,11 @@ class Service:
         self._reply_error(identity, cid, error_object(503, "Stream cancelled by the service"))
         self._schedule_flush()
 
-    def _reply(self, identity: bytes, cid: int, result: Any) -> None:
+    def _slow_down_flag(self, identity: bytes) -> int:
+        return 0 if self._router is None else _slow_down(self._router.backlog_bytes(identity), self.max_peer_buffer)
+
+    def _reply(self, identity: bytes, cid: int, result: Any, flags: int = 0) -> None:
+        """Queue the reply; ``flags``: FLAG_SLOW_DOWN or 0 (see ``_slow_down``)."""
         try:
             body = codec.encode(result)
         except TypeError as exc:
@@ -939,7 +955,7 @@ class Service:
             return
         self.stats.replies += 1
         batch = self._batch_for(identity)
-        batch.add(KIND_REPLY, 0, cid, 0, b"", body)
+        batch.add(KIND_REPLY, flags, cid, 0, b"", body)
         if batch.external_bytes >= FLUSH_EXTERNAL_BYTES and self._router is not None:
             # Large replies go at once rather than wait for the drain: pipelining beats batching.
             del self._pending[identity]
