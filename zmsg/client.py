@@ -842,7 +842,7 @@ class ClientProxy:
             self._arm_timer(deadline)
         batch = peer.batch
         batch.add(KIND_REQUEST, flags, cid, request_ttl_ms(timeout), route, body)
-        if send_batch_now(batch.count, batch.external_bytes, len(inflight), self.flush_at):
+        if send_batch_now(batch.count, len(batch.buf), batch.external_bytes, len(inflight), self.flush_at):
             self._flush_peer(peer)
         else:
             if batch.count == 1:

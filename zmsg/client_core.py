@@ -335,23 +335,31 @@ _ID_HALF = 1 << 63
 
 SMALL_WINDOW = 16
 """In flight at or below which a batch goes out at a quarter of the window (``send_batch_now``)."""
+LARGE_MESSAGE = 8 * 1024
+"""libzmq's I/O batch (ZMQ_OUT/IN_BATCH_SIZE, 8 KiB): a message past it is written and read on
+its own, with its own allocation and system calls, instead of coalesced with others."""
 
 
-def send_batch_now(records: int, external_bytes: int, in_flight: int, flush_at: int) -> bool:
-    """Whether a batch of ``records`` (``external_bytes`` of large bodies) should be sent now
-    rather than at the end of the loop iteration, with ``in_flight`` requests outstanding
-    (this one included).
+def send_batch_now(records: int, batch_bytes: int, external_bytes: int, in_flight: int, flush_at: int) -> bool:
+    """Whether a batch of ``records`` (``batch_bytes`` in the batch frame, ``external_bytes``
+    of large bodies beside it) should be sent now rather than at the end of the loop iteration,
+    with ``in_flight`` requests outstanding (this one included).
 
     Full batches and large bodies go at once. With a small window (16 or fewer in flight) so
     does a batch holding a quarter of it: the service starts on the first requests while the
     caller queues the rest, so several messages overlap instead of one batch ping-ponging (8 in
     flight, 1 KiB: 40.8k -> 46.1k requests/s, p50 197 -> 169 us, six paired runs, raw pyzmq
-    48.8k). One request alone in flight (a sequential caller) is always sent at once. Larger
-    windows batch to ``flush_at``, where batching is what beats raw pyzmq (W2).
+    48.8k). A batch already past libzmq's 8 KiB I/O batch waits for half the window instead:
+    such messages cost libzmq per message, not per byte, so fewer and larger ones go faster (8 in
+    flight, 4-32 KiB bodies: 5-20 % more requests/s than at a quarter, see benches/RESULTS.md).
+    One request alone in flight (a sequential caller) is always sent at once. Larger windows
+    batch to ``flush_at``, where batching is what beats raw pyzmq (W2).
     """
     if records >= flush_at or external_bytes >= FLUSH_EXTERNAL_BYTES:
         return True
-    return in_flight <= SMALL_WINDOW and records * 4 >= in_flight
+    if in_flight > SMALL_WINDOW:
+        return False
+    return records * (2 if batch_bytes >= LARGE_MESSAGE else 4) >= in_flight
 
 
 def request_ttl_ms(timeout: float) -> int:

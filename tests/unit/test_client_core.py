@@ -286,16 +286,22 @@ def test_only_a_refusal_the_service_did_not_run_is_sent_again() -> None:
 
 
 def test_a_batch_goes_at_once_when_full_large_or_a_quarter_of_a_small_window() -> None:
-    from zmsg.client_core import SMALL_WINDOW, send_batch_now
+    from zmsg.client_core import LARGE_MESSAGE, SMALL_WINDOW, send_batch_now
     from zmsg.protocol import FLUSH_EXTERNAL_BYTES
 
-    assert send_batch_now(1, 0, 1, 32)  # a sequential caller: nothing to batch with
-    assert send_batch_now(32, 0, 64, 32)  # full
-    assert send_batch_now(1, FLUSH_EXTERNAL_BYTES, 64, 32)  # large bodies pipeline, not batch
-    assert not send_batch_now(1, 0, 8, 32) and send_batch_now(2, 0, 8, 32)  # a quarter of 8
-    assert not send_batch_now(3, 0, 16, 32) and send_batch_now(4, 0, 16, 32)
-    assert not send_batch_now(16, 0, SMALL_WINDOW + 1, 32)  # larger windows batch to flush_at
-    assert not send_batch_now(31, 0, 64, 32)
+    small = 2 * 1024
+    assert send_batch_now(1, 64, 0, 1, 32)  # a sequential caller: nothing to batch with
+    assert send_batch_now(1, LARGE_MESSAGE, 0, 1, 32)
+    assert send_batch_now(32, small, 0, 64, 32)  # full
+    assert send_batch_now(1, 64, FLUSH_EXTERNAL_BYTES, 64, 32)  # large bodies pipeline, not batch
+    assert not send_batch_now(1, small, 0, 8, 32) and send_batch_now(2, small, 0, 8, 32)  # a quarter of 8
+    assert not send_batch_now(3, small, 0, 16, 32) and send_batch_now(4, small, 0, 16, 32)
+    # past libzmq's 8 KiB batch, half the window: fewer, larger messages
+    assert not send_batch_now(2, LARGE_MESSAGE, 0, 8, 32) and not send_batch_now(3, 3 * LARGE_MESSAGE, 0, 8, 32)
+    assert send_batch_now(4, 4 * LARGE_MESSAGE, 0, 8, 32)
+    assert not send_batch_now(16, small, 0, SMALL_WINDOW + 1, 32)  # larger windows batch to flush_at
+    assert not send_batch_now(16, 16 * LARGE_MESSAGE, 0, SMALL_WINDOW + 1, 32)
+    assert not send_batch_now(31, small, 0, 64, 32)
 
 
 def test_a_call_is_encoded_once_for_every_client() -> None:
