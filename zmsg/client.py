@@ -138,10 +138,11 @@ class ClientStats:
         self.events_emitted = 0
         self.emit_waits = 0
         self.rejected_stream_records = 0
-        self.send_window_cuts = 0
-        """Times refusals (429 ``not_run``) halved the requests this proxy keeps out (``ClientProxy.send_window``)."""
         """Stream records dropped or refused: after the stream was over, beyond its credit, of a
         kind a stream cannot carry (see zmsg.stream_core.ClientStream.on_record)."""
+        self.send_window_cuts = 0
+        """Times the requests this proxy keeps out were halved (``ClientProxy.send_window``): a
+        refusal (429 ``not_run``) or a reply marked SLOW_DOWN said its replies were piling up."""
 
 
 class _Peer:
@@ -423,7 +424,7 @@ class ClientProxy:
         (default: ``timeout``); ``emit_timeout``: longest an ``emit`` waits for backpressure or a
         missing subscriber before raising (default: ``timeout``); ``retries`` / ``retry_backoff``:
         for calls declared idempotent; ``max_in_flight``: callers beyond it wait for a slot, in
-        turn (fewer, ``send_window``, for a while after the service refused requests unrun);
+        turn (fewer, ``send_window``, for a while after the service said replies pile up);
         ``max_message_size``: larger payloads raise ``MessageTooLarge`` before anything is sent
         (lowered to the service's own limit once connected); ``heartbeat``: ZMTP heartbeat
         interval, a silent peer is dropped after three; ``security``: a ``CurveClient``;
@@ -495,8 +496,9 @@ class ClientProxy:
 
     @property
     def send_window(self) -> int:
-        """Requests out at once now: ``max_in_flight``, or fewer after a service refused some
-        unrun (429 ``not_run``, its unread replies over budget), growing back as replies come."""
+        """Requests out at once now: ``max_in_flight``, or fewer after a service said this
+        client's replies are piling up (a reply marked SLOW_DOWN past half its budget, a 429
+        ``not_run`` refusal past all of it), growing back as replies come (``SendWindow``)."""
         return self._window.limit
 
     @overload

@@ -145,6 +145,7 @@ def _slow_down(backlog: int, budget: int) -> int:
     reaches the budget, where its requests are refused (and it would send them twice)."""
     return FLAG_SLOW_DOWN if backlog > budget >> 1 else 0
 
+
 F = TypeVar("F", bound=Callable[..., Any])
 E = TypeVar("E", bound=Callable[..., Any])
 
