@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 
-if os.environ.get("ZMSG_NO_EXTENSIONS", "") not in ("", "0"):
+EXTENSIONS_DISABLED = os.environ.get("ZMSG_NO_EXTENSIONS", "") not in ("", "0")
+"""``ZMSG_NO_EXTENSIONS`` is set: no compiled module is used (framing here, socket options in
+zmsg.transport.sockopt)."""
+
+if EXTENSIONS_DISABLED:
     from zmsg import _fastframe_py as _impl
 
     IMPLEMENTATION = "python"
@@ -38,6 +42,7 @@ decode_metadata = _impl.decode_metadata
 
 __all__ = [
     "IMPLEMENTATION",
+    "EXTENSIONS_DISABLED",
     "VERSION",
     "HEADER_SIZE",
     "FLAG_EXTERNAL_BODY",

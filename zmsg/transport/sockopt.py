@@ -17,6 +17,8 @@ from typing import Any
 import zmq
 from zmq.backend import Socket as _BackendSocket
 
+from zmsg._framing import EXTENSIONS_DISABLED
+
 __all__ = ["events", "rcvmore", "IMPLEMENTATION"]
 
 _EVENTS = int(zmq.EVENTS)
@@ -47,24 +49,28 @@ def _loaded_libzmq() -> ctypes.CDLL | None:
         return None
 
 
-def _resolve() -> tuple[Callable[[Any], int], Callable[[Any], int], str]:
-    if os.environ.get("ZMSG_NO_EXTENSIONS", "") not in ("", "0"):
-        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+_Readers = tuple[Callable[[Any], int], Callable[[Any], int], str]
+_PYZMQ: _Readers = (_pyzmq_events, _pyzmq_rcvmore, "pyzmq")
+
+
+def _resolve() -> _Readers:
+    if EXTENSIONS_DISABLED:
+        return _PYZMQ
     try:
         from zmsg import _fastsock
     except ImportError:  # pragma: no cover - only where the extension was not built
-        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+        return _PYZMQ
     lib = _loaded_libzmq()
     if lib is None:
-        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+        return _PYZMQ
     try:
         major, minor, patch = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
         lib.zmq_version(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
         address = ctypes.cast(lib.zmq_getsockopt, ctypes.c_void_p).value
     except AttributeError:
-        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+        return _PYZMQ
     if (major.value, minor.value, patch.value) != zmq.zmq_version_info() or not address:
-        return _pyzmq_events, _pyzmq_rcvmore, "pyzmq"
+        return _PYZMQ
     _fastsock.bind(address)
     return _fastsock.events, _fastsock.rcvmore, "native"
 
