@@ -191,6 +191,7 @@ class PendingRequest(Generic[T]):
         if client._closed:
             raise ServiceUnavailable("this ClientProxy is closed")
         if client._slot_waiters or client._promised or len(client._inflight) >= client._window.limit:
+            # client._must_wait(), inlined: this runs on every call
             yield from client._wait_for_slot(self.timeout).__await__()
         attempt = resends = 0
         timeout = self.timeout
@@ -944,9 +945,7 @@ class ClientProxy:
         """Request ``cid`` was refused unrun or answered with FLAG_SLOW_DOWN: this client's
         replies are piling up at the service, so keep fewer out (see ``SendWindow``)."""
         window = self._window
-        cuts = window.cuts
-        window.cut(cid, len(self._inflight), self._inflight.last_id)
-        if window.cuts != cuts:
+        if window.cut(cid, len(self._inflight), self._inflight.last_id):
             self.stats.send_window_cuts += 1
             log.debug("replies are piling up at the service: keeping at most %d requests out for now "
                       "(max_in_flight %d)", window.limit, self.max_in_flight)

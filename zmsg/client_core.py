@@ -281,10 +281,10 @@ class SendWindow:
     requests/s). A reply flagged FLAG_SLOW_DOWN says the same earlier, at half the budget, as
     ECN does for TCP. As TCP's congestion window (BIC's search): either halves the limit (once
     per round trip: signals about requests sent before the last cut are the same event); each
-    window's worth of replies then closes half the gap back to where the refusal came, and past
-    that point the limit probes upwards in doubling steps, back to ``ceiling``
-    (``max_in_flight``), where it costs nothing. Correlation ids order "before" and "after";
-    they are 64-bit and wrap.
+    window's worth of replies then closes half the gap back to where the cut came, past that
+    point adds one per window for eight windows, then grows in doubling steps, back to
+    ``ceiling`` (``max_in_flight``), where it costs nothing. Correlation ids order "before" and
+    "after"; they are 64-bit and wrap.
     """
 
     __slots__ = ("ceiling", "limit", "cuts", "_replies", "_cut_at", "_peak", "_probe")
@@ -298,17 +298,19 @@ class SendWindow:
         self._peak = ceiling
         self._probe = 0
 
-    def cut(self, correlation_id: int, in_flight: int, last_id: int) -> None:
+    def cut(self, correlation_id: int, in_flight: int, last_id: int) -> bool:
         """The service refused request ``correlation_id`` unrun, or answered it with
-        FLAG_SLOW_DOWN; ``in_flight`` are out now, ``last_id`` was sent last."""
+        FLAG_SLOW_DOWN; ``in_flight`` are out now, ``last_id`` was sent last. True when that
+        cut the limit (False: the last cut already answered it)."""
         if self.cuts and not 0 < (correlation_id - self._cut_at) & _ID_MASK < _ID_HALF:
-            return  # sent before the last cut: that cut already answered this refusal
+            return False  # sent before the last cut: that cut already answered this signal
         self._peak = min(self.limit, in_flight + 1)
         self.limit = max(1, self._peak // 2)
         self.cuts += 1
         self._replies = 0
         self._probe = 0
         self._cut_at = last_id
+        return True
 
     def replied(self, count: int, limited: bool = True) -> None:
         """``count`` requests were answered (not refused); ``limited``: callers were waiting for

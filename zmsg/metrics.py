@@ -192,7 +192,7 @@ class _ClientCollector(Collector):
             ("zmsg_client_timeouts", "Requests that raised RequestTimeout", timeouts),
             ("zmsg_client_retries", "Requests retried (idempotent calls only)", retries),
             ("zmsg_client_resent", "Requests sent again after the service refused them unrun (429)", resent),
-            ("zmsg_client_send_window_cuts", "Times such refusals halved the requests kept in flight", cuts),
+            ("zmsg_client_send_window_cuts", "Times refusals or SLOW_DOWN replies halved the requests kept in flight", cuts),
             ("zmsg_client_malformed_messages", "Reply messages dropped as malformed", malformed),
         ):
             family = CounterMetricFamily(metric, doc, labels=["service"])

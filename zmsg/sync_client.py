@@ -210,20 +210,20 @@ class SyncClientProxy:
               decoder: Any, wait: bool = True) -> Any:
         route, flags, body = encode_call(pattern, data, metadata, self.max_message_size)
         attempt = resends = 0
-        budget = timeout
+        budget = timeout  # the call's; ``timeout`` below: this send's share of it
         started = time.monotonic()
         while True:
             try:
-                return self._request(route, body, budget, flags, decoder, wait)
+                return self._request(route, body, timeout, flags, decoder, wait)
             except RpcException as exc:
                 # Refused unrun (429, replies piling up): send it again once they are read.
-                remaining = timeout - (time.monotonic() - started)
+                remaining = budget - (time.monotonic() - started)
                 delay = resend_after(exc, resends + 1, remaining)
                 if delay is None or self._closed:
                     raise
                 resends += 1
                 self.resent += 1
-                budget = remaining - delay
+                timeout = remaining - delay
                 time.sleep(delay)
             except RETRYABLE as exc:
                 if attempt >= attempts or self._closed:
@@ -233,7 +233,7 @@ class SyncClientProxy:
                 log.info("retrying %r after %s (attempt %d/%d)", pattern_repr(route), type(exc).__name__,
                          attempt, attempts)
                 time.sleep(retry_delay(attempt, self.retry_backoff))
-                budget = timeout
+                timeout = budget
                 started = time.monotonic()
 
     def _request(self, route: bytes, body: bytes, timeout: float, flags: int = 0, decoder: Any = None,
