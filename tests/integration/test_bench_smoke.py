@@ -73,10 +73,19 @@ def test_bench_sweep_repeats_points_and_reports_ratios() -> None:
     report = _bench("--sweep", "--duration", "0.1", "--repeat", "2", "--sweep-in-flight", "1,4",
                     "--sweep-payload", "64,20K")
     assert report["repeat"] == 2 and report["in_flight"] == [1, 4] and report["payload_sizes"] == [64, 20480]
-    assert len(report["points"]) == 8 and len(report["ratios"]) == 4
+    by_impl: dict[str, list[tuple[int, int]]] = {}
     for point in report["points"]:
         assert "error" not in point, point
         assert point["runs"] == 2 and _positive(point["rate"]) and _positive(point["p50_us"])
+        by_impl.setdefault(point["impl"], []).append((point["in_flight"], point["payload_size"]))
+    every = [(1, 64), (1, 20480), (4, 64), (4, 20480)]
+    assert by_impl == {"zmsg": every, "raw": every, "sync": every[:2], "raw-async": every[:2]}
+    assert len(report["ratios"]) == 4
+    # One in flight: the blocking client and raw pyzmq on asyncio, each as a ratio.
+    measured = {(e["payload_size"], e["impl"], e["baseline"]) for e in report["window1"]}
+    assert measured == {(size, impl, base) for size in (64, 20480)
+                        for impl, base in (("zmsg", "raw"), ("raw-async", "raw"), ("zmsg", "raw-async"), ("sync", "raw"))}
+    assert all(_positive(e["rate"]) and _positive(e["p50_us"]) for e in report["window1"])
     for entry in report["ratios"]:
         assert len(entry["rate_runs"]) == 2 and len(entry["p50_us_runs"]) == 2
         low, high = entry["rate_spread"]
@@ -90,9 +99,24 @@ def test_bench_sweep_prints_its_ratio_table() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "zmsg/raw requests/s (target >= 0.95)" in proc.stdout
     assert "zmsg/raw p50 latency (target <= 1.1)" in proc.stdout
+    assert "one request in flight" not in proc.stdout  # only 2 in flight was swept
 
 
 def test_bench_sweep_refuses_a_count() -> None:
     proc = subprocess.run([sys.executable, "-m", "zmsg", "bench", "--sweep", "--count", "10"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and "--duration" in proc.stderr
+
+
+def test_raw_asyncio_baseline_answers_every_request_with_many_in_flight() -> None:
+    from zmsg.bench import procs
+    from zmsg.bench.workloads import Job
+
+    with procs.raw_server() as server:
+        jobs = [Job("sweep", "echo", 300, 20, 4, 20000).as_dict(), Job("W1", "sum", 100, 10).as_dict()]
+        outcomes = procs.run_worker({"impl": "raw-async", "endpoint": server.endpoint, "jobs": jobs},
+                                    lambda *_: None)
+    echo, total = (outcome["result"] for outcome in outcomes)
+    assert echo["count"] == 300 and echo["in_flight"] == 4 and echo["payload_size"] == 20000
+    assert total["count"] == 100 and echo["loop"] == "uvloop" and echo["framing"] == "raw"
+    assert _positive(echo["p50_us"]) and _positive(total["p50_us"])

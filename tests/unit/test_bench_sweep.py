@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zmsg.bench.sweep import TARGETS, point_ratios, ratio_table
+from zmsg.bench.sweep import TARGETS, point_ratios, ratio_table, window1_table
 
 
 def _run(rate: float, p50: float) -> dict[str, Any]:
@@ -46,3 +46,17 @@ def test_ratio_table_has_one_cell_per_point_and_marks_misses() -> None:
     rate_rows = rate_block.splitlines()[3:]
     assert rate_rows[0].split() == ["1", "0.80", "!", "-"]  # "-": the point not measured
     assert "3.05 (3.00-3.10)" in rate_rows[1] and "!" not in rate_rows[1]
+
+
+def test_window1_table_shows_every_client_measured_at_one_in_flight() -> None:
+    raw, loop, zmsg = [_run(100, 10)], [_run(88, 11.5)], [_run(90, 11)]
+    sweep = {"window1": [
+        {"payload_size": 16384, "impl": "zmsg", "baseline": "raw", **point_ratios(zmsg, raw)},
+        {"payload_size": 16384, "impl": "raw-async", "baseline": "raw", **point_ratios(loop, raw)},
+        {"payload_size": 16384, "impl": "zmsg", "baseline": "raw-async", **point_ratios(zmsg, loop)},
+    ]}
+    title, header, _rule, row = window1_table(sweep).splitlines()
+    assert "one request in flight" in title
+    assert "ClientProxy / raw asyncio" in header and "SyncClientProxy" not in header  # not measured: no column
+    assert row.split() == ["16", "KiB", "0.90", "/", "1.10", "0.88", "/", "1.15", "1.02", "/", "0.96"]
+    assert window1_table({"window1": []}) == ""

@@ -117,8 +117,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                           "unless --raw-endpoint)")
     bench.add_argument("--raw-endpoint", help="a running `python -m zmsg.bench.raw` server to compare against")
     bench.add_argument("--client", choices=["async", "sync", "both"], default=None,
-                       help="which client measures W1: ClientProxy (async), SyncClientProxy (sync) or both "
-                            "(default: both)")
+                       help="which client measures W1 and the sweep's window-1 points: ClientProxy (async), "
+                            "SyncClientProxy (sync) or both (default: both; the sweep measures ClientProxy "
+                            "at every point either way)")
     bench.add_argument("--pin", choices=PIN_CHOICES, default="auto",
                        help="CPU placement of service and client: split (service on the last CPU, client on "
                             "the first), same (both on the first), none (the OS decides), auto (default: split "

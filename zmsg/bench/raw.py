@@ -9,6 +9,12 @@ into the slow-joiner gap) sends one message per event to a SUB; both high-water 
 unbounded, so the baseline loses nothing. The SUB side runs in a second thread of the server
 process; it is idle (blocked in ZeroMQ, GIL released) whenever the request side is measured.
 
+The asyncio baseline (``run_async_job``, the sweep's one-in-flight points): the same requests
+from coroutines on uvloop, as a hand-written asyncio pyzmq client does it: the socket's FD watched
+with ``add_reader`` (edge-triggered, so the reader drains while ``ZMQ_EVENTS`` says POLLIN and a
+send is followed by that check too), a future per request keyed by its header. It measures what
+running on an event loop costs pyzmq itself, which zmsg's ``ClientProxy`` pays too.
+
 Streams (W5, W6): a request ``n`` is answered by ``n`` messages ``[identity, header, item]``, one
 per item, as fast as the blocking server can send them (no flow control: the baseline only pays
 for moving the items).
@@ -20,6 +26,7 @@ Server: ``python -m zmsg.bench.raw --bind tcp://127.0.0.1:0`` prints
 from __future__ import annotations
 
 import argparse
+import asyncio
 import struct
 import sys
 import threading
@@ -28,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import uvloop
 import zmq
 
 from zmsg.bench.workloads import (
@@ -42,7 +50,7 @@ from zmsg.bench.workloads import (
 )
 from zmsg.transport.sockets import events_connect_endpoint
 
-__all__ = ["serve", "run_job", "OP_SUM", "OP_ECHO", "OP_STATS"]
+__all__ = ["serve", "run_job", "run_async_job", "OP_SUM", "OP_ECHO", "OP_STATS"]
 
 OP_SUM = 1
 OP_ECHO = 2
@@ -175,6 +183,71 @@ def _requests(dealer: zmq.Socket[Any], job: Job, count: int, progress: Progress 
     return make_result(job, done, elapsed, latencies, cpu_s=time.process_time() - cpu0)
 
 
+async def _async_requests(dealer: zmq.Socket[Any], job: Job, count: int) -> dict[str, Any]:
+    """``count`` requests (or ``job.duration`` seconds) from ``job.in_flight`` coroutines."""
+    loop = asyncio.get_running_loop()
+    op = _OPS[job.op]
+    payload: Any = SUM_PAYLOAD if job.op == "sum" else echo_payload(job.payload_size)
+    expect: Any = SUM_RESULT if job.op == "sum" else len(payload)
+    encode = msgspec.msgpack.Encoder().encode
+    decode = msgspec.msgpack.Decoder().decode
+    pack = _HEADER.pack
+    pending: dict[bytes, asyncio.Future[bytes]] = {}
+    sequence = 0
+
+    def on_readable() -> None:
+        try:
+            while int(dealer.get(zmq.EVENTS)) & zmq.POLLIN:
+                header, body = dealer.recv_multipart(zmq.NOBLOCK)
+                future = pending.pop(header, None)
+                if future is not None and not future.done():
+                    future.set_result(body)
+        except zmq.Again:
+            pass
+
+    def call() -> asyncio.Future[bytes]:
+        nonlocal sequence
+        sequence += 1
+        header = pack(sequence, op)
+        future = pending[header] = loop.create_future()
+        dealer.send_multipart([header, encode(payload)], zmq.NOBLOCK)  # SNDHWM 0: never EAGAIN
+        if int(dealer.get(zmq.EVENTS)) & zmq.POLLIN:  # the send may have taken the FD's edge
+            loop.call_soon(on_readable)
+        return future
+
+    latencies: list[int] = []
+    record = latencies.append
+    perf = time.perf_counter_ns
+    left = count if job.duration is None else 1 << 62
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            t0 = perf()
+            reply = decode(await call())
+            record(perf() - t0)
+            if (reply if op == OP_SUM else len(reply)) != expect:
+                raise RuntimeError(f"raw server answered {reply!r:.40}, expected {expect!r}")
+
+    def stop() -> None:
+        nonlocal left
+        left = 0
+
+    loop.add_reader(dealer.FD, on_readable)
+    stopper = loop.call_later(job.duration, stop) if job.duration is not None else None
+    cpu0 = time.process_time()
+    start = perf()
+    try:
+        await asyncio.gather(*(caller() for _ in range(max(1, job.in_flight))))
+    finally:
+        elapsed = (perf() - start) / 1e9
+        loop.remove_reader(dealer.FD)
+        if stopper is not None:
+            stopper.cancel()
+    return make_result(job, len(latencies), elapsed, latencies, cpu_s=time.process_time() - cpu0)
+
+
 def _streams(dealer: zmq.Socket[Any], job: Job, count: int, progress: Progress | None) -> dict[str, Any]:
     """``job.in_flight`` streams at once carrying ``count`` items in all, one message per item."""
     parts = stream_split(count, job.in_flight)
@@ -289,6 +362,28 @@ def run_job(job: Job, endpoint: str, events_endpoint: str | None, progress: Prog
         return _requests(dealer, job, job.count, progress)
     finally:
         dealer.close(linger=0)
+
+
+def run_async_job(job: Job, endpoint: str) -> dict[str, Any]:
+    """Run one request job (``sum`` or ``echo``) from asyncio on uvloop: warm-up, then measured."""
+    if job.op not in _OPS:
+        raise ValueError(f"the asyncio baseline measures requests (sum, echo), not {job.op!r}")
+
+    async def measure() -> dict[str, Any]:
+        dealer: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
+        dealer.setsockopt(zmq.SNDHWM, 0)
+        dealer.setsockopt(zmq.RCVHWM, 0)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(endpoint)
+        try:
+            if job.warmup:
+                await _async_requests(dealer, Job(job.workload, job.op, job.warmup, 0, job.in_flight,
+                                                  job.payload_size), job.warmup)
+            return await _async_requests(dealer, job, job.count)
+        finally:
+            dealer.close(linger=0)
+
+    return uvloop.run(measure())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,7 @@ class BenchOptions:
     payload_size: int = DEFAULT_PAYLOAD_SIZE
     endpoint: str | None = None
     raw_endpoint: str | None = None
-    clients: list[str] = field(default_factory=lambda: ["async"])  # "async" and/or "sync" (W1 only)
+    clients: list[str] = field(default_factory=lambda: ["async"])  # "async" and/or "sync": W1, sweep at 1 in flight
     pin: str = "auto"  # CPU placement, see procs.placement
     repeat: int = 1  # measure each workload this many times (zmsg, raw, zmsg, raw, ...); report medians
     workers: list[int] = field(default_factory=lambda: [1])  # zmsg serve --workers N, each in turn

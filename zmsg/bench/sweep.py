@@ -5,6 +5,11 @@ Every point echoes a payload of one size with one in-flight window for a fixed t
 against servers started once for the sweep; ``--repeat N`` measures every point N times and
 reports medians, and the zmsg/raw ratios with their spread. The plot (matplotlib, the optional
 ``bench`` extra) shows both sides, zmsg solid and raw dashed, and a panel of the ratios.
+
+Points with one request in flight are also measured with the blocking ``SyncClientProxy`` (when
+the run's clients include it) and with raw pyzmq driven from asyncio (``raw-async``, see
+``zmsg.bench.raw``): the blocking raw client is the target every point is judged against, and
+these two say how much of a window-1 gap is the event loop's, which no asyncio client avoids.
 """
 
 from __future__ import annotations
@@ -17,14 +22,22 @@ from zmsg.bench.procs import BenchError, cpu_seconds, pin_process, placement, ru
 from zmsg.bench.runner import BenchOptions, Progress, machine_info, median_result, servers
 from zmsg.bench.workloads import Job
 
-__all__ = ["IN_FLIGHT", "PAYLOAD_SIZES", "POINT_SECONDS", "TARGETS", "run_sweep", "point_ratios", "ratio_table",
-           "sweep_table", "check_plotting", "plot"]
+__all__ = ["IN_FLIGHT", "PAYLOAD_SIZES", "POINT_SECONDS", "TARGETS", "WINDOW1_CLIENTS", "run_sweep", "point_ratios",
+           "ratio_table", "window1_table", "sweep_table", "check_plotting", "plot"]
 
 IN_FLIGHT = (1, 8, 64, 512)
 PAYLOAD_SIZES = (64, 1024, 16 * 1024, 64 * 1024, 1024 * 1024)
 POINT_SECONDS = 0.6
 # What every point should reach against raw pyzmq: requests/s at least, p50 latency at most.
 TARGETS = {"rate": 0.95, "p50_us": 1.10}
+# The clients measured at one request in flight, each against its own server, with the ratio
+# reported: (client, the run it is divided by, column title).
+WINDOW1_CLIENTS = (
+    ("zmsg", "raw", "ClientProxy / raw"),
+    ("raw-async", "raw", "raw asyncio / raw"),
+    ("zmsg", "raw-async", "ClientProxy / raw asyncio"),
+    ("sync", "raw", "SyncClientProxy / raw"),
+)
 
 
 def _size(n: int) -> str:
@@ -69,10 +82,13 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with servers(opts) as (zsrv, rsrv):
         sides = [(impl, srv) for impl, srv in (("zmsg", zsrv), ("raw", rsrv)) if srv is not None]
+        window1_sides = sides + [(impl, srv) for impl, srv in (
+            ("sync", zsrv if "sync" in opts.clients else None), ("raw-async", rsrv)) if srv is not None]
         for rep in range(repeat):
             tag = f" [{rep + 1}/{repeat}]" if repeat > 1 else ""
             for index, job in enumerate(jobs):
-                for impl, server in (sides if rep % 2 == 0 else sides[::-1]):
+                order = window1_sides if job.in_flight == 1 else sides
+                for impl, server in (order if rep % 2 == 0 else order[::-1]):
                     label = f"sweep {impl}: {job.label}{tag}"
                     progress.begin(label, 0)
                     spec = {"impl": impl, "endpoint": server.endpoint,
@@ -94,8 +110,9 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
                     runs.setdefault((impl, index), []).append(res or {"error": outcome.get("error")})
     points: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
+    window1: list[dict[str, Any]] = []
     for index, job in enumerate(jobs):
-        for impl in ("zmsg", "raw"):
+        for impl in ("zmsg", "raw", "sync", "raw-async"):
             if (impl, index) in runs:
                 point = {"impl": impl, "in_flight": job.in_flight, "payload_size": job.payload_size}
                 point.update(median_result(runs[(impl, index)]))
@@ -103,11 +120,15 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
         if ("raw", index) in runs:
             ratios.append({"in_flight": job.in_flight, "payload_size": job.payload_size,
                            **point_ratios(runs[("zmsg", index)], runs[("raw", index)])})
+        for impl, baseline, _title in WINDOW1_CLIENTS:
+            if job.in_flight == 1 and (impl, index) in runs and (baseline, index) in runs:
+                window1.append({"payload_size": job.payload_size, "impl": impl, "baseline": baseline,
+                                **point_ratios(runs[(impl, index)], runs[(baseline, index)])})
     if not any("rate" in p for p in points):
         raise BenchError("no sweep point succeeded")
     return {"machine": machine_info(), "pin": opts.pin, "seconds_per_point": seconds, "repeat": repeat,
             "in_flight": list(in_flights), "payload_sizes": list(sizes), "targets": dict(TARGETS),
-            "points": points, "ratios": ratios}
+            "points": points, "ratios": ratios, "window1": window1}
 
 
 def point_ratios(zruns: list[dict[str, Any]], rruns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,6 +181,33 @@ def ratio_table(sweep: dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
+def window1_table(sweep: dict[str, Any]) -> str:
+    """One request in flight, every client measured there: requests/s and p50 ratios (medians).
+
+    ``ClientProxy / raw asyncio`` compares zmsg with raw pyzmq on the same event loop: the gap
+    between ``raw asyncio / raw`` and 1.0 is what the loop costs any asyncio client.
+    """
+    entries = {(e["payload_size"], e["impl"], e["baseline"]): e for e in sweep.get("window1", [])}
+    columns = [(impl, base, title) for impl, base, title in WINDOW1_CLIENTS
+               if any(k[1:] == (impl, base) for k in entries)]
+    if not columns:
+        return ""
+    sizes = sorted({k[0] for k in entries})
+    header = ["payload"] + [title for _, _, title in columns]
+    rows = []
+    for size in sizes:
+        row = [_size(size)]
+        for impl, base, _title in columns:
+            entry = entries.get((size, impl, base))
+            row.append("-" if not entry or "rate" not in entry or "p50_us" not in entry
+                       else f"{entry['rate']:.2f} / {entry['p50_us']:.2f}")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "one request in flight, every client: requests/s / p50 ratios\n" + "\n".join(lines)
+
+
 def sweep_table(sweep: dict[str, Any]) -> str:
     """One row per point (zmsg and raw side by side, medians), then the ratio grids."""
     by_key = {(p["impl"], p["in_flight"], p["payload_size"]): p for p in sweep["points"]}
@@ -183,6 +231,8 @@ def sweep_table(sweep: dict[str, Any]) -> str:
     text = head + "\n\n" + "\n".join(lines)
     if sweep.get("ratios"):
         text += "\n\n" + ratio_table(sweep)
+    if sweep.get("window1"):
+        text += "\n\n" + window1_table(sweep)
     return text
 
 

@@ -1,6 +1,6 @@
 """A client process of ``zmsg bench``: runs jobs and reports on stdout, one JSON object a line.
 
-``python -m zmsg.bench.worker SPEC`` where SPEC is JSON: ``{"impl": "zmsg" | "sync" | "raw",
+``python -m zmsg.bench.worker SPEC`` where SPEC is JSON: ``{"impl": "zmsg" | "sync" | "raw" | "raw-async",
 "endpoint": ..., "events_endpoint": ..., "jobs": [Job, ...]}``. Lines are
 ``{"event": "progress", "job": i, "done": n, "total": n}``, ``{"event": "result", "job": i,
 "result": {...}}`` or ``{"event": "error", "job": i, "message": ...}``. Each client runs in its own
@@ -32,8 +32,8 @@ def _progress(index: int) -> Any:
 def _client_info(impl: str) -> dict[str, Any]:
     from zmsg import _framing
 
-    info: dict[str, Any] = {"framing": _framing.IMPLEMENTATION if impl != "raw" else "raw"}
-    if impl == "zmsg":
+    info: dict[str, Any] = {"framing": "raw" if impl.startswith("raw") else _framing.IMPLEMENTATION}
+    if impl in ("zmsg", "raw-async"):
         from zmsg.runtime import uvloop_available
 
         info["loop"] = "uvloop" if uvloop_available() else "asyncio"
@@ -42,7 +42,7 @@ def _client_info(impl: str) -> dict[str, Any]:
 
 def run(spec: dict[str, Any]) -> int:
     impl = spec["impl"]
-    if impl != "raw":
+    if not impl.startswith("raw"):
         # What README's performance notes tell a client process moving large payloads to do
         # (``zmsg serve`` does it for the service). The raw baseline is left as pyzmq programs are.
         from zmsg import tune_allocator
@@ -58,6 +58,10 @@ def run(spec: dict[str, Any]) -> int:
                 from zmsg.bench import raw
 
                 result = raw.run_job(job, endpoint, spec.get("events_endpoint"), _progress(index))
+            elif impl == "raw-async":
+                from zmsg.bench import raw
+
+                result = raw.run_async_job(job, endpoint)
             elif impl == "sync":
                 from zmsg.bench import zclient
 

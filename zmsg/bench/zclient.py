@@ -190,13 +190,15 @@ def run_sync_job(job: Job, endpoint: str, progress: Progress | None = None) -> d
     """W1 with the blocking client (``zmsg.SyncClientProxy``): sequential calls only."""
     from zmsg import SyncClientProxy
 
-    if job.op != "sum" or job.in_flight > 1:
-        raise ValueError("the blocking client is measured on W1 (sequential) only")
+    if job.op not in ("sum", "echo") or job.in_flight > 1:
+        raise ValueError("the blocking client makes sequential calls only (one in flight)")
+    pattern, payload, expect = _work(job)
+    is_sum = job.op == "sum"
     perf = time.perf_counter_ns
     with SyncClientProxy(endpoint, timeout=60) as client:
         send = client.send
         for _ in range(job.warmup):
-            send(SUM_PATTERN, SUM_PAYLOAD)
+            send(pattern, payload)
         latencies: list[int] = []
         record = latencies.append
         target = job.count if job.duration is None else 1 << 62
@@ -205,11 +207,11 @@ def run_sync_job(job: Job, endpoint: str, progress: Progress | None = None) -> d
         end = start + int(job.duration * 1e9) if job.duration is not None else 0
         while len(latencies) < target:
             t0 = perf()
-            reply = send(SUM_PATTERN, SUM_PAYLOAD)
+            reply = send(pattern, payload)
             t1 = perf()
             record(t1 - t0)
-            if reply != SUM_RESULT:
-                raise RuntimeError(f"service answered {reply!r:.40}, expected {SUM_RESULT}")
+            if (reply if is_sum else len(reply)) != expect:
+                raise RuntimeError(f"service answered {reply!r:.40}, expected {expect!r}")
             if not len(latencies) & 255:
                 if end and t1 >= end:
                     break
