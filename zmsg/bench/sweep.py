@@ -254,7 +254,8 @@ def plot(sweep: dict[str, Any], path: str) -> None:
     """Save throughput (requests/s, MB/s), p50 latency and the zmsg/raw ratios against payload size.
 
     The ratio panel draws requests/s ratios solid and p50 ratios dashed, per in-flight window,
-    with the spread over repeats as error bars and the targets as grey lines.
+    with the spread over repeats as error bars, the targets as grey lines and, when measured,
+    raw pyzmq on asyncio against blocking raw pyzmq at one in flight as a dotted black line.
     """
     check_plotting()
     import matplotlib
@@ -285,6 +286,11 @@ def plot(sweep: dict[str, Any], path: str) -> None:
                                   yerr=[[y - s[0] for _, y, s in rpts], [s[1] - y for _, y, s in rpts]],
                                   fmt=style, marker="o", markersize=3, capsize=2, color=colors[i % len(colors)],
                                   label=f"{what}, {in_flight} in flight")
+    floor = sorted((e["payload_size"], e["rate"]) for e in sweep.get("window1", [])
+                   if e["impl"] == "raw-async" and e["baseline"] == "raw" and "rate" in e)
+    if floor:  # what the event loop costs raw pyzmq itself at one in flight
+        ratio_ax.plot([x for x, _ in floor], [y for _, y in floor], ":", marker="x", markersize=4, color="black",
+                      label="req/s, raw pyzmq on asyncio / raw, 1 in flight")
     for key, target in TARGETS.items():
         ratio_ax.axhline(target, color="grey", linewidth=0.8, linestyle="-" if key == "rate" else "--")
     ratio_ax.set_yscale("log")
