@@ -135,11 +135,24 @@ def _stats(dealer: zmq.Socket[Any]) -> dict[str, Any]:
     return stats
 
 
+def _dealer(endpoint: str) -> zmq.Socket[Any]:
+    dealer: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.SNDHWM, 0)
+    dealer.setsockopt(zmq.RCVHWM, 0)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(endpoint)
+    return dealer
+
+
+def _request_work(job: Job) -> tuple[int, Any, Any]:
+    """The operation, payload and expected answer (the sum, or the echoed length) of a request job."""
+    payload: Any = SUM_PAYLOAD if job.op == "sum" else echo_payload(job.payload_size)
+    return _OPS[job.op], payload, SUM_RESULT if job.op == "sum" else len(payload)
+
+
 def _requests(dealer: zmq.Socket[Any], job: Job, count: int, progress: Progress | None) -> dict[str, Any]:
     """``count`` requests (or ``job.duration`` seconds) with ``job.in_flight`` outstanding."""
-    op = _OPS[job.op]
-    payload: Any = SUM_PAYLOAD if job.op == "sum" else echo_payload(job.payload_size)
-    expect: Any = SUM_RESULT if job.op == "sum" else len(payload)
+    op, payload, expect = _request_work(job)
     encode = msgspec.msgpack.Encoder().encode
     decode = msgspec.msgpack.Decoder().decode
     pack = _HEADER.pack
@@ -186,9 +199,7 @@ def _requests(dealer: zmq.Socket[Any], job: Job, count: int, progress: Progress 
 async def _async_requests(dealer: zmq.Socket[Any], job: Job, count: int) -> dict[str, Any]:
     """``count`` requests (or ``job.duration`` seconds) from ``job.in_flight`` coroutines."""
     loop = asyncio.get_running_loop()
-    op = _OPS[job.op]
-    payload: Any = SUM_PAYLOAD if job.op == "sum" else echo_payload(job.payload_size)
-    expect: Any = SUM_RESULT if job.op == "sum" else len(payload)
+    op, payload, expect = _request_work(job)
     encode = msgspec.msgpack.Encoder().encode
     decode = msgspec.msgpack.Decoder().decode
     pack = _HEADER.pack
@@ -339,11 +350,7 @@ def wait_for_count(read: Callable[[], int], expected: int, stall_s: float = 3.0)
 def run_job(job: Job, endpoint: str, events_endpoint: str | None, progress: Progress | None = None) -> dict[str, Any]:
     """Run one job against a raw server: warm-up first (untimed), then the measured part."""
     ctx: zmq.Context[Any] = zmq.Context.instance()
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.SNDHWM, 0)
-    dealer.setsockopt(zmq.RCVHWM, 0)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(endpoint)
+    dealer = _dealer(endpoint)
     try:
         if job.op == "events":
             if events_endpoint is None:  # ask the server, as zmsg's handshake does
@@ -370,11 +377,7 @@ def run_async_job(job: Job, endpoint: str) -> dict[str, Any]:
         raise ValueError(f"the asyncio baseline measures requests (sum, echo), not {job.op!r}")
 
     async def measure() -> dict[str, Any]:
-        dealer: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
-        dealer.setsockopt(zmq.SNDHWM, 0)
-        dealer.setsockopt(zmq.RCVHWM, 0)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.connect(endpoint)
+        dealer = _dealer(endpoint)
         try:
             if job.warmup:
                 await _async_requests(dealer, Job(job.workload, job.op, job.warmup, 0, job.in_flight,
