@@ -21,7 +21,7 @@ from zmsg import SyncClientProxy
 def client() -> Iterator[SyncClientProxy]:
     # A peer that accepts the connection: after the first "connected" no more events arrive, as
     # between the calls of a client talking to a live service.
-    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.ROUTER)
     router.bind("tcp://127.0.0.1:0")
     proxy = SyncClientProxy(router.getsockopt_string(zmq.LAST_ENDPOINT), timeout=1.0)
     try:
