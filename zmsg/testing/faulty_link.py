@@ -39,6 +39,10 @@ __all__ = ["FaultyLink", "LinkState"]
 
 DEFAULT_MAX_HELD = 4 * 1024 * 1024
 """Bytes a pipe holds (frozen or delayed) before the link stops reading from its source."""
+# uvloop's clock and timers count whole milliseconds: a chunk due in d seconds by ``loop.time()``
+# may leave up to 1 ms early in real time, and a caller timing it with ``loop.time()`` loses up
+# to 1 ms more. Holding each delayed chunk 2 ms longer keeps "at least d" true on either clock.
+_CLOCK_SLACK = 0.002
 
 
 class LinkState(enum.Enum):
@@ -152,7 +156,8 @@ class _Pipe:
         if self.eof_queued:
             return
         loop = self.link.loop
-        due = loop.time() + self.link.delay_seconds
+        delay = self.link.delay_seconds
+        due = loop.time() + (delay + _CLOCK_SLACK if delay else 0.0)
         if self.queue and self.queue[-1][0] > due:
             due = self.queue[-1][0]  # a shorter delay never lets bytes overtake earlier ones
         self.queue.append((due, data))
@@ -383,7 +388,8 @@ class FaultyLink:
     # -- faults ----------------------------------------------------------------------------
 
     def delay(self, seconds: float) -> None:
-        """Deliver every chunk read from now on ``seconds`` later (a latency, in both directions)."""
+        """Deliver every chunk read from now on at least ``seconds`` later (a latency, in both
+        directions; a round trip through the link then takes at least twice that)."""
         if not seconds >= 0:
             raise ValueError(f"delay must be >= 0 seconds, not {seconds!r}")
         self.delay_seconds = float(seconds)
