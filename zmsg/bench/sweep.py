@@ -57,6 +57,14 @@ def _jobs(seconds: float, in_flights: tuple[int, ...], sizes: tuple[int, ...]) -
     ]
 
 
+def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Right-aligned columns under ``header``, with a rule below it (every table here)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
 def _forward(progress: Progress, label: str, _index: int, done: int, total: int) -> None:
     progress.update(label, done, total)
 
@@ -174,9 +182,7 @@ def ratio_table(sweep: dict[str, Any]) -> str:
         header = ["in flight"] + [_size(size) for size in sweep["payload_sizes"]]
         rows = [[str(n)] + [_ratio_cell(by_key.get((n, size)), key) for size in sweep["payload_sizes"]]
                 for n in sweep["in_flight"]]
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = _grid(header, rows)
         blocks.append(title + "\n" + "\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -202,9 +208,7 @@ def window1_table(sweep: dict[str, Any]) -> str:
             row.append("-" if not entry or "rate" not in entry or "p50_us" not in entry
                        else f"{entry['rate']:.2f} / {entry['p50_us']:.2f}")
         rows.append(row)
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _grid(header, rows)
     return "one request in flight, every client: requests/s / p50 ratios\n" + "\n".join(lines)
 
 
@@ -221,9 +225,7 @@ def sweep_table(sweep: dict[str, Any]) -> str:
             rows.append([str(in_flight), _size(size), _num(z.get("rate")), _num(r.get("rate")),
                          "-" if ratio is None else f"{ratio:.2f}x", _num(z.get("mb_per_s")),
                          _num(z.get("p50_us")), _num(r.get("p50_us"))])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _grid(header, rows)
     m = sweep["machine"]
     repeat = sweep.get("repeat", 1)
     head = f"zmsg {m['zmsg']} sweep · {m['date']} · {m['nproc']} x {m['cpu']} · " \
