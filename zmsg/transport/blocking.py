@@ -29,7 +29,7 @@ from zmsg.transport.sockets import (
     connect_publisher,
     subscription_change,
 )
-from zmsg.transport.sockopt import events, rcvmore
+from zmsg.transport.sockopt import POLLIN, events, rcvmore
 
 __all__ = ["BlockingDealer", "WatchedDealer", "BlockingPublisher", "ask_each"]
 
@@ -39,9 +39,6 @@ _NO_TIMEOUT = -1
 def _ms(timeout: float) -> int:
     """Seconds to ZeroMQ's whole milliseconds, never 0 (0 would mean "do not wait at all")."""
     return min(max(1, int(timeout * 1000 + 0.999)), 0x7FFFFFFF)  # a C int in ZeroMQ
-
-
-_POLLIN = int(zmq.POLLIN)  # an int: ``&`` with the IntFlag costs more than the read itself
 
 
 class BlockingDealer:
@@ -69,7 +66,7 @@ class BlockingDealer:
         try:
             # Every fail-fast request asks: a ZMQ_EVENTS read is 0.65 us, ``poll(0)`` (a Poller
             # built per call) 2.6 us.
-            while events(monitor) & _POLLIN:
+            while events(monitor) & POLLIN:
                 message = parse_monitor_message(monitor.recv_multipart())
                 name = EVENT_NAMES.get(int(message["event"]))
                 raw: Any = message["endpoint"]

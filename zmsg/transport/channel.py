@@ -26,7 +26,7 @@ import zmq
 from zmq.backend import Socket as _BackendSocket
 
 from zmsg.errors import ChannelClosed
-from zmsg.transport.sockopt import events as _events, rcvmore as _rcvmore
+from zmsg.transport.sockopt import POLLIN as _POLLIN, POLLOUT as _POLLOUT, events as _events, rcvmore as _rcvmore
 
 __all__ = ["Channel", "ChannelClosed", "MAX_MESSAGES_PER_WAKEUP"]
 
@@ -36,9 +36,7 @@ MAX_MESSAGES_PER_WAKEUP = 4096
 _RETRY_BLOCKED_SEND = 0.1  # seconds between re-tries of a send that hit the high-water mark
 _RETRY_PEER_BACKLOG = 0.01  # seconds between re-tries of messages for a peer that is not reading
 MAX_PEER_BACKLOG = 1000  # messages kept for one such peer; older ones are dropped (and counted)
-# Plain ints: pyzmq's constants are enum flags, and ``&`` on them costs ~0.6 us each time.
-_POLLIN = int(zmq.POLLIN)
-_POLLOUT = int(zmq.POLLOUT)
+# A plain int, as sockopt.POLLIN and POLLOUT are: pyzmq's constants are enum flags.
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 # pyzmq's Socket methods below its Python layer (which adds keyword handling to send and enum

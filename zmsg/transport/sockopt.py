@@ -19,9 +19,13 @@ from zmq.backend import Socket as _BackendSocket
 
 from zmsg._framing import EXTENSIONS_DISABLED
 
-__all__ = ["events", "rcvmore", "IMPLEMENTATION"]
+__all__ = ["events", "rcvmore", "IMPLEMENTATION", "POLLIN", "POLLOUT"]
 
 _EVENTS = int(zmq.EVENTS)
+# What ``events`` returns is tested against these: plain ints, because pyzmq's constants are
+# enum flags and ``&`` on them is a Python-level call (~0.6-0.8 us each time).
+POLLIN = int(zmq.POLLIN)
+POLLOUT = int(zmq.POLLOUT)
 _RCVMORE = int(zmq.RCVMORE)
 _get = _BackendSocket.get
 
