@@ -793,7 +793,7 @@ def pick_peer(links: Sequence[PeerLink], last: int) -> int:
     return fallback if fallback >= 0 else (last + 1) % count
 
 
-def unavailable(links: Sequence[PeerLink]) -> ServiceUnavailable | None:
+def unavailable(links: Collection[PeerLink]) -> ServiceUnavailable | None:
     """Fail fast: the error a call raises at once when every endpoint is known to be down (its
     monitor saw the disconnect, or a refused connect or handshake); None while any endpoint is
     up or still connecting (a fresh proxy waits for its first handshake)."""

@@ -79,13 +79,12 @@ T = TypeVar("T")
 class _ThreadState:
     """One thread's socket and its correlation-id counter (ids need only be unique per socket)."""
 
-    __slots__ = ("dealer", "next_id", "links", "_all_links", "__weakref__")
+    __slots__ = ("dealer", "next_id", "links", "__weakref__")
 
     def __init__(self, dealer: BlockingDealer, endpoints: list[str]) -> None:
         self.dealer = dealer
         self.next_id = 0
         self.links = {endpoint: PeerLink(endpoint) for endpoint in endpoints}
-        self._all_links = list(self.links.values())
 
     def down(self) -> ServiceUnavailable | None:
         """Apply the socket's connection events; the fail-fast error when every endpoint is down."""
@@ -93,7 +92,7 @@ class _ThreadState:
             link = self.links.get(endpoint)
             if link is not None:
                 link.on_event(LinkEvent(name))
-        return unavailable(self._all_links)
+        return unavailable(self.links.values())
 
 
 class SyncClientProxy:
