@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from zmsg.bench.sweep import TARGETS, point_ratios, ratio_table, window1_table
+import pytest
+
+from zmsg.bench.stats import median_interval, verdict
+from zmsg.bench.sweep import TARGETS, point_ratios, ratio_table, target_summary, window1_table
 
 
 def _run(rate: float, p50: float) -> dict[str, Any]:
@@ -40,7 +43,8 @@ def test_ratio_table_has_one_cell_per_point_and_marks_misses() -> None:
         ],
     }
     text = ratio_table(sweep)
-    rate_block, p50_block = text.split("\n\n")
+    rate_block, p50_block, summary = text.split("\n\n")
+    assert summary.startswith("target met by the medians at 1 of 2 points (--repeat 5 or more")
     assert "requests/s" in rate_block and "p50" in p50_block
     assert "64 B" in rate_block and "1 KiB" in rate_block
     rate_rows = rate_block.splitlines()[3:]
@@ -60,3 +64,42 @@ def test_window1_table_shows_every_client_measured_at_one_in_flight() -> None:
     assert "ClientProxy / raw asyncio" in header and "SyncClientProxy" not in header  # not measured: no column
     assert row.split() == ["16", "KiB", "0.90", "/", "1.10", "0.88", "/", "1.15", "1.02", "/", "0.96"]
     assert window1_table({"window1": []}) == ""
+
+
+def test_median_interval_is_the_narrowest_order_statistic_pair_with_the_coverage() -> None:
+    # 3 runs: only the range, which holds the median 75 % of the time (1 - 2 / 2**3).
+    assert median_interval([1.2, 0.8, 1.0]) == (0.8, 1.2, 0.75)
+    # 10 runs: 2nd..9th holds it 97.9 % of the time; 3rd..8th only 89 %, short of 90 %.
+    low, high, coverage = median_interval([float(v) for v in range(10, 0, -1)])
+    assert (low, high) == (2.0, 9.0) and coverage == pytest.approx(1 - 2 * 11 / 1024)
+    assert median_interval([1.0, 2.0, 3.0], confidence=0.5) == (1.0, 3.0, 0.75)  # k=2 would be the median alone: 0 %
+    assert median_interval([5.0]) == (5.0, 5.0, 0.0)
+    with pytest.raises(ValueError):
+        median_interval([])
+
+
+def test_verdict_needs_both_intervals_on_the_right_side() -> None:
+    assert verdict((0.96, 1.2), (0.9, 1.05), 0.95, 1.10) == "met"
+    assert verdict((0.80, 0.94), (0.9, 1.05), 0.95, 1.10) == "missed"  # requests/s wholly short
+    assert verdict((0.96, 1.2), (1.11, 1.3), 0.95, 1.10) == "missed"  # p50 wholly over
+    assert verdict((0.90, 1.00), (0.9, 1.05), 0.95, 1.10) == "unclear"
+    assert verdict((0.96, 1.2), (1.0, 1.2), 0.95, 1.10) == "unclear"
+
+
+def test_point_ratios_give_a_verdict_from_five_repeats_and_the_summary_names_the_points() -> None:
+    raw = [_run(100, 10)] * 5
+    three = point_ratios([_run(99, 10)] * 3, raw[:3])
+    assert three["met"] is True and "verdict" not in three  # 75 %: too few repeats to judge the noise
+    clear = point_ratios([_run(r, 10) for r in (97, 99, 100, 101, 104)], raw)
+    assert clear["verdict"] == "met" and clear["coverage"] == pytest.approx(1 - 2 / 32)
+    assert clear["rate_interval"] == [0.97, 1.04]
+    noisy = point_ratios([_run(r, 10) for r in (80, 90, 93, 99, 110)], raw)
+    assert noisy["met"] is False and noisy["verdict"] == "unclear"
+    short = point_ratios([_run(r, 10) for r in (80, 85, 90, 91, 94)], raw)
+    assert short["verdict"] == "missed"
+    entries = [{"in_flight": 1, "payload_size": 16384, **noisy}, {"in_flight": 8, "payload_size": 64, **clear},
+               {"in_flight": 64, "payload_size": 1 << 20, **short}]
+    assert target_summary(entries) == (
+        "target met by the medians at 1 of 3 points; beyond the noise (intervals of the median, coverage >= 94%): "
+        "met at 1, missed at 1 (64 x 1 MiB), unclear at 1 (1 x 16 KiB)")
+    assert target_summary([]) == ""

@@ -20,10 +20,11 @@ from typing import Any
 
 from zmsg.bench.procs import BenchError, cpu_seconds, pin_process, placement, run_worker
 from zmsg.bench.runner import BenchOptions, Progress, machine_info, median_result, servers
+from zmsg.bench.stats import CONFIDENCE, median_interval, verdict
 from zmsg.bench.workloads import Job
 
 __all__ = ["IN_FLIGHT", "PAYLOAD_SIZES", "POINT_SECONDS", "TARGETS", "WINDOW1_CLIENTS", "run_sweep", "point_ratios",
-           "ratio_table", "window1_table", "sweep_table", "check_plotting", "plot"]
+           "target_summary", "ratio_table", "window1_table", "sweep_table", "check_plotting", "plot"]
 
 IN_FLIGHT = (1, 8, 64, 512)
 PAYLOAD_SIZES = (64, 1024, 16 * 1024, 64 * 1024, 1024 * 1024)
@@ -140,7 +141,12 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
 
 
 def point_ratios(zruns: list[dict[str, Any]], rruns: list[dict[str, Any]]) -> dict[str, Any]:
-    """zmsg/raw ratios of one point: per repeat (paired runs), their median, min and max."""
+    """zmsg/raw ratios of one point: per repeat (paired runs), their median, min and max.
+
+    ``met``: the medians meet the targets. With enough repeats for a 90 % interval of each median
+    (5 or more, see ``zmsg.bench.stats``) also ``verdict``: "met", "missed" or "unclear" (the
+    noise could put the point on either side), with the intervals and their ``coverage``.
+    """
     out: dict[str, Any] = {}
     for key in ("rate", "p50_us", "p99_us", "cpu_us_per_op"):
         values = [z[key] / r[key] for z, r in zip(zruns, rruns, strict=True)
@@ -151,7 +157,35 @@ def point_ratios(zruns: list[dict[str, Any]], rruns: list[dict[str, Any]]) -> di
             out[key + "_spread"] = [min(values), max(values)]
     if "rate" in out and "p50_us" in out:
         out["met"] = out["rate"] >= TARGETS["rate"] and out["p50_us"] <= TARGETS["p50_us"]
+        *rate_interval, rate_coverage = median_interval(out["rate_runs"])
+        *p50_interval, p50_coverage = median_interval(out["p50_us_runs"])
+        coverage = min(rate_coverage, p50_coverage)
+        if coverage >= CONFIDENCE:
+            out["rate_interval"], out["p50_us_interval"], out["coverage"] = rate_interval, p50_interval, coverage
+            out["verdict"] = verdict(tuple(rate_interval), tuple(p50_interval),  # type: ignore[arg-type]
+                                     TARGETS["rate"], TARGETS["p50_us"])
     return out
+
+
+def target_summary(entries: list[dict[str, Any]]) -> str:
+    """How many points meet the target by their medians and, given enough repeats, beyond noise."""
+    judged = [e for e in entries if "met" in e]
+    if not judged:
+        return ""
+    text = f"target met by the medians at {sum(e['met'] for e in judged)} of {len(judged)} points"
+    verdicts = [e for e in judged if "verdict" in e]
+    if not verdicts:
+        return text + f" (--repeat 5 or more for a verdict beyond the noise, from {CONFIDENCE:.0%} intervals)"
+    coverage = min(e["coverage"] for e in verdicts)
+    parts = []
+    for name in ("met", "missed", "unclear"):
+        points = [e for e in verdicts if e["verdict"] == name]
+        if points and name != "met":
+            where = ", ".join(f"{e.get('in_flight', 1)} x {_size(e['payload_size'])}" for e in points)
+            parts.append(f"{name} at {len(points)} ({where})")
+        else:
+            parts.append(f"{name} at {len(points)}")
+    return text + f"; beyond the noise (intervals of the median, coverage >= {coverage:.0%}): " + ", ".join(parts)
 
 
 def _ratio_cell(entry: dict[str, Any] | None, key: str) -> str:
@@ -184,7 +218,8 @@ def ratio_table(sweep: dict[str, Any]) -> str:
                 for n in sweep["in_flight"]]
         lines = _grid(header, rows)
         blocks.append(title + "\n" + "\n".join(lines))
-    return "\n\n".join(blocks)
+    summary = target_summary(sweep.get("ratios", []))
+    return "\n\n".join(blocks) + ("\n\n" + summary if summary else "")
 
 
 def window1_table(sweep: dict[str, Any]) -> str:
