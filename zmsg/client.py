@@ -126,9 +126,9 @@ class ClientStats:
     """Counters a proxy keeps about what it could not deliver or match."""
 
     __slots__ = ("timeouts", "malformed_messages", "disconnects", "retries", "resent", "events_emitted",
-                 "emit_waits", "rejected_stream_records", "send_window_cuts")
+                 "emit_waits", "rejected_stream_records", "_window")
 
-    def __init__(self) -> None:
+    def __init__(self, window: SendWindow | None = None) -> None:
         self.timeouts = 0
         self.malformed_messages = 0
         self.disconnects = 0
@@ -140,9 +140,14 @@ class ClientStats:
         self.rejected_stream_records = 0
         """Stream records dropped or refused: after the stream was over, beyond its credit, of a
         kind a stream cannot carry (see zmsg.stream_core.ClientStream.on_record)."""
-        self.send_window_cuts = 0
+        self._window = window
+
+    @property
+    def send_window_cuts(self) -> int:
         """Times the requests this proxy keeps out were halved (``ClientProxy.send_window``): a
-        refusal (429 ``not_run``) or a reply marked SLOW_DOWN said its replies were piling up."""
+        refusal (429 ``not_run``) or a reply marked SLOW_DOWN said its replies were piling up.
+        The window counts them; this reads its count."""
+        return 0 if self._window is None else self._window.cuts
 
 
 class _Peer:
@@ -460,7 +465,7 @@ class ClientProxy:
         self._middleware = tuple(check_middleware(mw) for mw in middleware)
         self.wait_for_ready = options.wait_for_ready
         self.security = security
-        self.stats = ClientStats()
+        self.stats = ClientStats(self._window)
         self._impatient: set[int] = set()  # requests in flight that fail once every endpoint is down
         self.service_name: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -946,7 +951,6 @@ class ClientProxy:
         replies are piling up at the service, so keep fewer out (see ``SendWindow``)."""
         window = self._window
         if window.cut(cid, len(self._inflight), self._inflight.last_id):
-            self.stats.send_window_cuts += 1
             log.debug("replies are piling up at the service: keeping at most %d requests out for now "
                       "(max_in_flight %d)", window.limit, self.max_in_flight)
 
