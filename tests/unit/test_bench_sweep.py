@@ -62,7 +62,7 @@ def test_window1_table_shows_every_client_measured_at_one_in_flight() -> None:
     title, header, _rule, row = window1_table(sweep).splitlines()
     assert "one request in flight" in title
     assert "ClientProxy / raw asyncio" in header and "SyncClientProxy" not in header  # not measured: no column
-    assert row.split() == ["16", "KiB", "0.90", "/", "1.10", "0.88", "/", "1.15", "1.02", "/", "0.96"]
+    assert row.split() == ["16", "KiB", "0.90", "/", "1.10", "!", "0.88", "/", "1.15", "!", "1.02", "/", "0.96"]
     assert window1_table({"window1": []}) == ""
 
 
@@ -103,3 +103,8 @@ def test_point_ratios_give_a_verdict_from_five_repeats_and_the_summary_names_the
         "target met by the medians at 1 of 3 points; beyond the noise (intervals of the median, coverage >= 94%): "
         "met at 1, missed at 1 (64 x 1 MiB), unclear at 1 (1 x 16 KiB)")
     assert target_summary([]) == ""
+    window1 = {"window1": [{"payload_size": 64, "impl": "zmsg", "baseline": "raw", **e} for e in (noisy,)]
+               + [{"payload_size": 1024, "impl": "zmsg", "baseline": "raw", **clear},
+                  {"payload_size": 4096, "impl": "zmsg", "baseline": "raw", **short}]}
+    rows = window1_table(window1).splitlines()[3:]
+    assert [row.split()[-1] for row in rows] == ["?", "1.00", "!"]  # unclear, met (no mark), missed

@@ -241,10 +241,19 @@ def window1_table(sweep: dict[str, Any]) -> str:
         for impl, base, _title in columns:
             entry = entries.get((size, impl, base))
             row.append("-" if not entry or "rate" not in entry or "p50_us" not in entry
-                       else f"{entry['rate']:.2f} / {entry['p50_us']:.2f}")
+                       else f"{entry['rate']:.2f} / {entry['p50_us']:.2f}" + _mark(entry))
         rows.append(row)
     lines = _grid(header, rows)
-    return "one request in flight, every client: requests/s / p50 ratios\n" + "\n".join(lines)
+    return ("one request in flight, every client: requests/s / p50 ratios (! misses the target, "
+            "? unclear beyond the noise)\n" + "\n".join(lines))
+
+
+def _mark(entry: dict[str, Any]) -> str:
+    """`` !`` for a miss, `` ?`` when the noise could put it either side (a verdict, 5+ repeats)."""
+    judged = entry.get("verdict")
+    if judged is None:
+        return "  " if entry.get("met") else " !"
+    return {"met": "  ", "missed": " !"}.get(judged, " ?")
 
 
 def sweep_table(sweep: dict[str, Any]) -> str:
