@@ -70,22 +70,23 @@ def test_bench_rejects_an_unknown_workload() -> None:
 
 
 def test_bench_sweep_repeats_points_and_reports_ratios() -> None:
-    report = _bench("--sweep", "--duration", "0.1", "--repeat", "2", "--sweep-in-flight", "1,4",
+    report = _bench("--sweep", "--duration", "0.1", "--repeat", "2", "--sweep-in-flight", "1,8,16",
                     "--sweep-payload", "64,20K")
-    assert report["repeat"] == 2 and report["in_flight"] == [1, 4] and report["payload_sizes"] == [64, 20480]
+    assert report["repeat"] == 2 and report["in_flight"] == [1, 8, 16] and report["payload_sizes"] == [64, 20480]
     by_impl: dict[str, list[tuple[int, int]]] = {}
     for point in report["points"]:
         assert "error" not in point, point
         assert point["runs"] == 2 and _positive(point["rate"]) and _positive(point["p50_us"])
         by_impl.setdefault(point["impl"], []).append((point["in_flight"], point["payload_size"]))
-    every = [(1, 64), (1, 20480), (4, 64), (4, 20480)]
-    assert by_impl == {"zmsg": every, "raw": every, "sync": every[:2], "raw-async": every[:2]}
-    assert len(report["ratios"]) == 4
-    # One in flight: the blocking client and raw pyzmq on asyncio, each as a ratio.
-    measured = {(e["payload_size"], e["impl"], e["baseline"]) for e in report["window1"]}
-    assert measured == {(size, impl, base) for size in (64, 20480)
-                        for impl, base in (("zmsg", "raw"), ("raw-async", "raw"), ("zmsg", "raw-async"), ("sync", "raw"))}
-    assert all(_positive(e["rate"]) and _positive(e["p50_us"]) for e in report["window1"])
+    every = [(n, size) for n in (1, 8, 16) for size in (64, 20480)]
+    assert by_impl == {"zmsg": every, "raw": every, "sync": every[:2], "raw-async": every[:4]}
+    assert len(report["ratios"]) == 6
+    # 1 and 8 in flight: raw pyzmq on asyncio, and at 1 the blocking client, each as a ratio.
+    measured = {(e["in_flight"], e["payload_size"], e["impl"], e["baseline"]) for e in report["clients"]}
+    pairs = (("zmsg", "raw"), ("raw-async", "raw"), ("zmsg", "raw-async"))
+    assert measured == {(n, size, impl, base) for n in (1, 8) for size in (64, 20480) for impl, base in pairs} | {
+        (1, size, "sync", "raw") for size in (64, 20480)}
+    assert all(_positive(e["rate"]) and _positive(e["p50_us"]) for e in report["clients"])
     for entry in report["ratios"]:
         assert len(entry["rate_runs"]) == 2 and len(entry["p50_us_runs"]) == 2
         low, high = entry["rate_spread"]

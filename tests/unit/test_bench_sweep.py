@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from zmsg.bench.stats import median_interval, verdict
-from zmsg.bench.sweep import TARGETS, point_ratios, ratio_table, target_summary, window1_table
+from zmsg.bench.sweep import TARGETS, clients_table, point_ratios, ratio_table, target_summary
 
 
 def _run(rate: float, p50: float) -> dict[str, Any]:
@@ -52,18 +52,20 @@ def test_ratio_table_has_one_cell_per_point_and_marks_misses() -> None:
     assert "3.05 (3.00-3.10)" in rate_rows[1] and "!" not in rate_rows[1]
 
 
-def test_window1_table_shows_every_client_measured_at_one_in_flight() -> None:
+def test_clients_table_shows_every_client_measured_at_a_small_window() -> None:
     raw, loop, zmsg = [_run(100, 10)], [_run(88, 11.5)], [_run(90, 11)]
-    sweep = {"window1": [
-        {"payload_size": 16384, "impl": "zmsg", "baseline": "raw", **point_ratios(zmsg, raw)},
-        {"payload_size": 16384, "impl": "raw-async", "baseline": "raw", **point_ratios(loop, raw)},
-        {"payload_size": 16384, "impl": "zmsg", "baseline": "raw-async", **point_ratios(zmsg, loop)},
+    sweep = {"clients": [
+        {"in_flight": 8, "payload_size": 64, "impl": "raw-async", "baseline": "raw", **point_ratios(loop, raw)},
+        {"in_flight": 1, "payload_size": 16384, "impl": "zmsg", "baseline": "raw", **point_ratios(zmsg, raw)},
+        {"in_flight": 1, "payload_size": 16384, "impl": "raw-async", "baseline": "raw", **point_ratios(loop, raw)},
+        {"in_flight": 1, "payload_size": 16384, "impl": "zmsg", "baseline": "raw-async", **point_ratios(zmsg, loop)},
     ]}
-    title, header, _rule, row = window1_table(sweep).splitlines()
-    assert "one request in flight" in title
+    title, header, _rule, row1, row8 = clients_table(sweep).splitlines()
+    assert "small windows" in title
     assert "ClientProxy / raw asyncio" in header and "SyncClientProxy" not in header  # not measured: no column
-    assert row.split() == ["16", "KiB", "0.90", "/", "1.10", "!", "0.88", "/", "1.15", "!", "1.02", "/", "0.96"]
-    assert window1_table({"window1": []}) == ""
+    assert row1.split() == ["1", "16", "KiB", "0.90", "/", "1.10", "!", "0.88", "/", "1.15", "!", "1.02", "/", "0.96"]
+    assert row8.split() == ["8", "64", "B", "-", "0.88", "/", "1.15", "!", "-"]  # by window, then payload
+    assert clients_table({"clients": []}) == ""
 
 
 def test_median_interval_is_the_narrowest_order_statistic_pair_with_the_coverage() -> None:
@@ -103,8 +105,7 @@ def test_point_ratios_give_a_verdict_from_five_repeats_and_the_summary_names_the
         "target met by the medians at 1 of 3 points; beyond the noise (intervals of the median, coverage >= 94%): "
         "met at 1, missed at 1 (64 x 1 MiB), unclear at 1 (1 x 16 KiB)")
     assert target_summary([]) == ""
-    window1 = {"window1": [{"payload_size": 64, "impl": "zmsg", "baseline": "raw", **e} for e in (noisy,)]
-               + [{"payload_size": 1024, "impl": "zmsg", "baseline": "raw", **clear},
-                  {"payload_size": 4096, "impl": "zmsg", "baseline": "raw", **short}]}
-    rows = window1_table(window1).splitlines()[3:]
+    small = {"clients": [{"in_flight": 1, "payload_size": size, "impl": "zmsg", "baseline": "raw", **e}
+                         for size, e in ((64, noisy), (1024, clear), (4096, short))]}
+    rows = clients_table(small).splitlines()[3:]
     assert [row.split()[-1] for row in rows] == ["?", "1.00", "!"]  # unclear, met (no mark), missed

@@ -6,10 +6,11 @@ against servers started once for the sweep; ``--repeat N`` measures every point 
 reports medians, and the zmsg/raw ratios with their spread. The plot (matplotlib, the optional
 ``bench`` extra) shows both sides, zmsg solid and raw dashed, and a panel of the ratios.
 
-Points with one request in flight are also measured with the blocking ``SyncClientProxy`` (when
-the run's clients include it) and with raw pyzmq driven from asyncio (``raw-async``, see
-``zmsg.bench.raw``): the blocking raw client is the target every point is judged against, and
-these two say how much of a window-1 gap is the event loop's, which no asyncio client avoids.
+Points with 1 and 8 requests in flight are also measured with raw pyzmq driven from asyncio
+(``raw-async``, see ``zmsg.bench.raw``), and window-1 points with the blocking ``SyncClientProxy``
+(when the run's clients include it): the blocking raw client is the target every point is judged
+against, and these say how much of a small window's gap is the event loop's, which no asyncio
+client avoids (``clients`` in the report, ``clients_table``).
 """
 
 from __future__ import annotations
@@ -23,17 +24,20 @@ from zmsg.bench.runner import BenchOptions, Progress, machine_info, median_resul
 from zmsg.bench.stats import CONFIDENCE, median_interval, verdict
 from zmsg.bench.workloads import Job
 
-__all__ = ["IN_FLIGHT", "PAYLOAD_SIZES", "POINT_SECONDS", "TARGETS", "WINDOW1_CLIENTS", "run_sweep", "point_ratios",
-           "target_summary", "ratio_table", "window1_table", "sweep_table", "check_plotting", "plot"]
+__all__ = ["IN_FLIGHT", "PAYLOAD_SIZES", "POINT_SECONDS", "TARGETS", "ASYNC_BASELINE_WINDOWS", "CLIENT_RATIOS",
+           "run_sweep", "point_ratios", "target_summary", "ratio_table", "clients_table", "sweep_table",
+           "check_plotting", "plot"]
 
 IN_FLIGHT = (1, 8, 64, 512)
 PAYLOAD_SIZES = (64, 1024, 16 * 1024, 64 * 1024, 1024 * 1024)
 POINT_SECONDS = 0.6
 # What every point should reach against raw pyzmq: requests/s at least, p50 latency at most.
 TARGETS = {"rate": 0.95, "p50_us": 1.10}
-# The clients measured at one request in flight, each against its own server, with the ratio
-# reported: (client, the run it is divided by, column title).
-WINDOW1_CLIENTS = (
+# Windows also measured with raw pyzmq on asyncio (all), and SyncClientProxy (one in flight).
+ASYNC_BASELINE_WINDOWS = (1, 8)
+# The ratios reported where those clients ran, each against its own server: (client, the run it
+# is divided by, column title).
+CLIENT_RATIOS = (
     ("zmsg", "raw", "ClientProxy / raw"),
     ("raw-async", "raw", "raw asyncio / raw"),
     ("zmsg", "raw-async", "ClientProxy / raw asyncio"),
@@ -91,12 +95,13 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with servers(opts) as (zsrv, rsrv):
         sides = [(impl, srv) for impl, srv in (("zmsg", zsrv), ("raw", rsrv)) if srv is not None]
-        window1_sides = sides + [(impl, srv) for impl, srv in (
-            ("sync", zsrv if "sync" in opts.clients else None), ("raw-async", rsrv)) if srv is not None]
+        async_sides = sides + [("raw-async", rsrv)] if rsrv is not None else sides
+        window1_sides = async_sides + [("sync", zsrv)] if "sync" in opts.clients and zsrv is not None else async_sides
         for rep in range(repeat):
             tag = f" [{rep + 1}/{repeat}]" if repeat > 1 else ""
             for index, job in enumerate(jobs):
-                order = window1_sides if job.in_flight == 1 else sides
+                order = (window1_sides if job.in_flight == 1
+                         else async_sides if job.in_flight in ASYNC_BASELINE_WINDOWS else sides)
                 for impl, server in (order if rep % 2 == 0 else order[::-1]):
                     label = f"sweep {impl}: {job.label}{tag}"
                     progress.begin(label, 0)
@@ -119,7 +124,7 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
                     runs.setdefault((impl, index), []).append(res or {"error": outcome.get("error")})
     points: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
-    window1: list[dict[str, Any]] = []
+    clients: list[dict[str, Any]] = []
     for index, job in enumerate(jobs):
         for impl in ("zmsg", "raw", "sync", "raw-async"):
             if (impl, index) in runs:
@@ -129,15 +134,16 @@ def run_sweep(opts: BenchOptions, progress: Progress, in_flights: tuple[int, ...
         if ("raw", index) in runs:
             ratios.append({"in_flight": job.in_flight, "payload_size": job.payload_size,
                            **point_ratios(runs[("zmsg", index)], runs[("raw", index)])})
-        for impl, baseline, _title in WINDOW1_CLIENTS:
-            if job.in_flight == 1 and (impl, index) in runs and (baseline, index) in runs:
-                window1.append({"payload_size": job.payload_size, "impl": impl, "baseline": baseline,
-                                **point_ratios(runs[(impl, index)], runs[(baseline, index)])})
+        more_clients = ("raw-async", index) in runs or ("sync", index) in runs
+        for impl, baseline, _title in CLIENT_RATIOS:
+            if more_clients and (impl, index) in runs and (baseline, index) in runs:
+                clients.append({"in_flight": job.in_flight, "payload_size": job.payload_size, "impl": impl,
+                                "baseline": baseline, **point_ratios(runs[(impl, index)], runs[(baseline, index)])})
     if not any("rate" in p for p in points):
         raise BenchError("no sweep point succeeded")
     return {"machine": machine_info(), "pin": opts.pin, "seconds_per_point": seconds, "repeat": repeat,
             "in_flight": list(in_flights), "payload_sizes": list(sizes), "targets": dict(TARGETS),
-            "points": points, "ratios": ratios, "window1": window1}
+            "points": points, "ratios": ratios, "clients": clients}
 
 
 def point_ratios(zruns: list[dict[str, Any]], rruns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,29 +228,28 @@ def ratio_table(sweep: dict[str, Any]) -> str:
     return "\n\n".join(blocks) + ("\n\n" + summary if summary else "")
 
 
-def window1_table(sweep: dict[str, Any]) -> str:
-    """One request in flight, every client measured there: requests/s and p50 ratios (medians).
+def clients_table(sweep: dict[str, Any]) -> str:
+    """Small windows, every client measured there: requests/s and p50 ratios (medians).
 
     ``ClientProxy / raw asyncio`` compares zmsg with raw pyzmq on the same event loop: the gap
     between ``raw asyncio / raw`` and 1.0 is what the loop costs any asyncio client.
     """
-    entries = {(e["payload_size"], e["impl"], e["baseline"]): e for e in sweep.get("window1", [])}
-    columns = [(impl, base, title) for impl, base, title in WINDOW1_CLIENTS
-               if any(k[1:] == (impl, base) for k in entries)]
+    entries = {(e["in_flight"], e["payload_size"], e["impl"], e["baseline"]): e for e in sweep.get("clients", [])}
+    columns = [(impl, base, title) for impl, base, title in CLIENT_RATIOS
+               if any(k[2:] == (impl, base) for k in entries)]
     if not columns:
         return ""
-    sizes = sorted({k[0] for k in entries})
-    header = ["payload"] + [title for _, _, title in columns]
+    header = ["in flight", "payload"] + [title for _, _, title in columns]
     rows = []
-    for size in sizes:
-        row = [_size(size)]
+    for in_flight, size in sorted({k[:2] for k in entries}):
+        row = [str(in_flight), _size(size)]
         for impl, base, _title in columns:
-            entry = entries.get((size, impl, base))
+            entry = entries.get((in_flight, size, impl, base))
             row.append("-" if not entry or "rate" not in entry or "p50_us" not in entry
                        else f"{entry['rate']:.2f} / {entry['p50_us']:.2f}" + _mark(entry))
         rows.append(row)
     lines = _grid(header, rows)
-    return ("one request in flight, every client: requests/s / p50 ratios (! misses the target, "
+    return ("small windows, every client: requests/s / p50 ratios (! misses the target, "
             "? unclear beyond the noise)\n" + "\n".join(lines))
 
 
@@ -277,8 +282,8 @@ def sweep_table(sweep: dict[str, Any]) -> str:
     text = head + "\n\n" + "\n".join(lines)
     if sweep.get("ratios"):
         text += "\n\n" + ratio_table(sweep)
-    if sweep.get("window1"):
-        text += "\n\n" + window1_table(sweep)
+    if sweep.get("clients"):
+        text += "\n\n" + clients_table(sweep)
     return text
 
 
@@ -300,8 +305,8 @@ def plot(sweep: dict[str, Any], path: str) -> None:
     """Save throughput (requests/s, MB/s), p50 latency and the zmsg/raw ratios against payload size.
 
     The ratio panel draws requests/s ratios solid and p50 ratios dashed, per in-flight window,
-    with the spread over repeats as error bars, the targets as grey lines and, when measured,
-    raw pyzmq on asyncio against blocking raw pyzmq at one in flight as a dotted black line.
+    with the spread over repeats as error bars, the targets as grey lines and, where measured,
+    raw pyzmq on asyncio against blocking raw pyzmq as dotted lines in the window's colour.
     """
     check_plotting()
     import matplotlib
@@ -332,11 +337,13 @@ def plot(sweep: dict[str, Any], path: str) -> None:
                                   yerr=[[y - s[0] for _, y, s in rpts], [s[1] - y for _, y, s in rpts]],
                                   fmt=style, marker="o", markersize=3, capsize=2, color=colors[i % len(colors)],
                                   label=f"{what}, {in_flight} in flight")
-    floor = sorted((e["payload_size"], e["rate"]) for e in sweep.get("window1", [])
-                   if e["impl"] == "raw-async" and e["baseline"] == "raw" and "rate" in e)
-    if floor:  # what the event loop costs raw pyzmq itself at one in flight
-        ratio_ax.plot([x for x, _ in floor], [y for _, y in floor], ":", marker="x", markersize=4, color="black",
-                      label="req/s, raw pyzmq on asyncio / raw, 1 in flight")
+    for i, in_flight in enumerate(sweep["in_flight"]):
+        floor = sorted((e["payload_size"], e["rate"]) for e in sweep.get("clients", [])
+                       if e["in_flight"] == in_flight and e["impl"] == "raw-async" and e["baseline"] == "raw"
+                       and "rate" in e)
+        if floor:  # what the event loop costs raw pyzmq itself at this window
+            ratio_ax.plot([x for x, _ in floor], [y for _, y in floor], ":", marker="x", markersize=4,
+                          color=colors[i % len(colors)], label=f"req/s, raw pyzmq on asyncio / raw, {in_flight} in flight")
     for key, target in TARGETS.items():
         ratio_ax.axhline(target, color="grey", linewidth=0.8, linestyle="-" if key == "rate" else "--")
     ratio_ax.set_yscale("log")
