@@ -35,7 +35,6 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import uvloop
 import zmq
 
 from zmsg.bench.workloads import (
@@ -376,6 +375,8 @@ def run_job(job: Job, endpoint: str, events_endpoint: str | None, progress: Prog
 
 def run_async_job(job: Job, endpoint: str) -> dict[str, Any]:
     """Run one request job (``sum`` or ``echo``) from asyncio on uvloop: warm-up, then measured."""
+    import uvloop  # here, not at the top: the raw server and the blocking client never need it
+
     if job.op not in _OPS:
         raise ValueError(f"the asyncio baseline measures requests (sum, echo), not {job.op!r}")
 
