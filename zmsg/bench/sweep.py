@@ -163,13 +163,13 @@ def point_ratios(zruns: list[dict[str, Any]], rruns: list[dict[str, Any]]) -> di
             out[key + "_spread"] = [min(values), max(values)]
     if "rate" in out and "p50_us" in out:
         out["met"] = out["rate"] >= TARGETS["rate"] and out["p50_us"] <= TARGETS["p50_us"]
-        *rate_interval, rate_coverage = median_interval(out["rate_runs"])
-        *p50_interval, p50_coverage = median_interval(out["p50_us_runs"])
+        rate_low, rate_high, rate_coverage = median_interval(out["rate_runs"])
+        p50_low, p50_high, p50_coverage = median_interval(out["p50_us_runs"])
         coverage = min(rate_coverage, p50_coverage)
         if coverage >= CONFIDENCE:
-            out["rate_interval"], out["p50_us_interval"], out["coverage"] = rate_interval, p50_interval, coverage
-            out["verdict"] = verdict(tuple(rate_interval), tuple(p50_interval),  # type: ignore[arg-type]
-                                     TARGETS["rate"], TARGETS["p50_us"])
+            out["rate_interval"], out["p50_us_interval"] = [rate_low, rate_high], [p50_low, p50_high]
+            out["coverage"] = coverage
+            out["verdict"] = verdict((rate_low, rate_high), (p50_low, p50_high), TARGETS["rate"], TARGETS["p50_us"])
     return out
 
 
