@@ -416,10 +416,7 @@ class SyncClientProxy:
             if frame is None:
                 self.timeouts += 1
                 raise RequestTimeout(f"no reply to {pattern_repr(route)!r} within {timeout:g} s")
-            records, fault = read_replies((frame,))
-            if fault is not None:
-                # Large bodies travel as extra frames: only now is it worth asking for them.
-                records, fault = read_replies([frame, *dealer.recv_rest()])
+            records, fault = read_replies(dealer.whole_message(frame))
             for kind, _flags, reply_id, _ttl, _pattern, body in records:
                 if reply_id == cid:
                     return reply_value(kind, cid, body, decoder)
@@ -511,9 +508,7 @@ class SyncStream(Iterator[Any]):
                 core.fail(RequestTimeout(f"no item of stream {pattern_repr(self._route)!r} within {self.timeout:g} s"),
                           service_gone=False)
                 return
-        records, fault = read_replies((frame,))
-        if fault is not None:
-            records, fault = read_replies([frame, *dealer.recv_rest()])
+        records, fault = read_replies(dealer.whole_message(frame))
         cid = core.correlation_id
         client = self._client
         for kind, _flags, record_id, ttl, _pattern, body in records:
