@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +111,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def _server(name: str, argv: list[str]) -> Iterator[Server]:
+def _server(name: str, argv: list[str], start_timeout: float = START_TIMEOUT) -> Iterator[Server]:
     proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
@@ -129,7 +129,7 @@ def _server(name: str, argv: list[str]) -> Iterator[Server]:
 
         reader = threading.Thread(target=read_ready, daemon=True)
         reader.start()
-        reader.join(START_TIMEOUT)
+        reader.join(start_timeout)
         if not ready:
             raise BenchError(f"the {name} server did not start; its output:\n{''.join(seen)}")
         # Keep draining its output so a chatty server can never block on a full pipe.
@@ -139,16 +139,19 @@ def _server(name: str, argv: list[str]) -> Iterator[Server]:
         _stop(proc)
 
 
-def zmsg_server(workers: int = 1) -> Any:
+def zmsg_server(workers: int = 1, wrapper: Sequence[str] = (), start_timeout: float = START_TIMEOUT) -> Any:
     """The embedded bench service, via ``zmsg serve`` on an ephemeral loopback port (with
-    ``workers`` worker processes behind it when above 1)."""
-    return _server("zmsg", [sys.executable, "-m", "zmsg", "serve", "zmsg.bench.service:service",
-                            "--bind", "tcp://127.0.0.1:0", "--log-level", "warning", "--workers", str(workers)])
+    ``workers`` worker processes behind it when above 1). ``wrapper`` prefixes the command
+    (a profiler such as valgrind)."""
+    return _server("zmsg", [*wrapper, sys.executable, "-m", "zmsg", "serve", "zmsg.bench.service:service",
+                            "--bind", "tcp://127.0.0.1:0", "--log-level", "warning", "--workers", str(workers)],
+                   start_timeout)
 
 
-def raw_server() -> Any:
-    """The raw pyzmq baseline server on an ephemeral loopback port."""
-    return _server("raw", [sys.executable, "-m", "zmsg.bench.raw", "--bind", "tcp://127.0.0.1:0"])
+def raw_server(wrapper: Sequence[str] = (), start_timeout: float = START_TIMEOUT) -> Any:
+    """The raw pyzmq baseline server on an ephemeral loopback port (``wrapper`` as above)."""
+    return _server("raw", [*wrapper, sys.executable, "-m", "zmsg.bench.raw", "--bind", "tcp://127.0.0.1:0"],
+                   start_timeout)
 
 
 def run_worker(spec: dict[str, Any], on_progress: Callable[[int, int, int], None],
