@@ -36,7 +36,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "app": args.target, "bind": args.bind, "events_bind": args.events_bind, "log_level": args.log_level,
         "log_format": args.log_format, "grace": args.grace, "loop": args.loop,
         "max_message_size": args.max_message_size, "max_concurrency": args.max_concurrency,
-        "max_peer_buffer": args.max_peer_buffer,
+        "max_peer_buffer": args.max_peer_buffer, "reply_hwm": args.reply_hwm,
         "curve_secret_key": args.curve_secret_key, "curve_allow": args.curve_allow,
         "insecure": args.insecure, "allow_from": args.allow_from, "workers": args.workers,
         "metrics_bind": args.metrics_bind, "otel": args.otel or None, "access_log": args.access_log or None,
@@ -269,6 +269,9 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-peer-buffer", type=int, metavar="BYTES",
                        help="unread reply bytes one client may have before its requests are refused "
                             "(default: the Service's, 64 MiB)")
+    serve.add_argument("--reply-hwm", type=int, metavar="N",
+                       help="reply messages ZeroMQ queues per client before zmsg's own backlog takes "
+                            "them (default: the Service's, 16; more trades memory for latency)")
     serve.add_argument("--curve-secret-key", metavar="FILE",
                        help="turn CURVE on with this secret key file (see zmsg keygen)")
     serve.add_argument("--curve-allow", metavar="KEY|FILE|DIR", action="append",

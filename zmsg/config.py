@@ -72,6 +72,8 @@ class ServeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Overrides the Service's cap on async handlers running at once."""
     max_peer_buffer: Annotated[int, msgspec.Meta(ge=1)] | None = None
     """Overrides the Service's budget of unread reply bytes per client (then its requests are refused)."""
+    reply_hwm: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Overrides the Service's count of reply messages ZeroMQ itself queues per client."""
     curve_secret_key: str | None = None
     """Path of the service's CURVE secret key file (``zmsg keygen`` writes one); turns CURVE on."""
     curve_allow: tuple[str, ...] = ()

@@ -170,6 +170,8 @@ def prepare_service(settings: ServeSettings) -> Service:
         service.max_concurrency = settings.max_concurrency
     if settings.max_peer_buffer is not None:
         service.max_peer_buffer = settings.max_peer_buffer
+    if settings.reply_hwm is not None:
+        service.reply_hwm = settings.reply_hwm
     security = settings.security()
     if security is not None:
         service.security = security

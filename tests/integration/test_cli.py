@@ -187,6 +187,7 @@ def test_serve_endpoint_in_use(math_service) -> None:
 def test_bad_arguments_exit_2() -> None:
     assert zmsg_cmd("call").returncode == ExitCode.USAGE
     assert zmsg_cmd("serve", "mathsvc:service", "--log-level", "loud").returncode == ExitCode.USAGE
+    assert zmsg_cmd("serve", "mathsvc:service", "--reply-hwm", "0").returncode == ExitCode.USAGE
     assert zmsg_cmd("call", "tcp://127.0.0.1:1", "x", "--timeout", "-1").returncode == ExitCode.USAGE
     assert zmsg_cmd("frobnicate").returncode == ExitCode.USAGE
 

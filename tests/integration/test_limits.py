@@ -84,6 +84,17 @@ async def test_max_peer_buffer_is_validated() -> None:
         zmsg.Service("bad", max_peer_buffer=0)
 
 
+async def test_serve_sets_reply_hwm_over_the_services_own(serve_process) -> None:
+    """``--reply-hwm`` wins over the code's ``reply_hwm=1`` (bulksvc), reported in ``$zmsg.info``;
+    the Service's value reaching ZeroMQ is what tests/integration/test_refusals.py relies on."""
+    served = serve_process("bulksvc:service", "--reply-hwm", "64")
+    async with zmsg.ClientProxy(served.endpoint, timeout=10) as client:
+        info = await client.send(INFO_PATTERN)
+    assert info["reply_hwm"] == 64
+    async with zmsg.ClientProxy(serve_process("bulksvc:service").endpoint, timeout=10) as client:
+        assert (await client.send(INFO_PATTERN))["reply_hwm"] == 1
+
+
 _LOW_FD_SERVE = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
                  "from zmsg.cli import main; sys.exit(main(sys.argv[1:]))")
 

@@ -40,10 +40,13 @@ def test_every_serve_option_reads_its_environment_variable() -> None:
         "ZMSG_SERVE_LOG_FORMAT": "json",
         "ZMSG_SERVE_GRACE": "30",
         "ZMSG_SERVE_LOOP": "asyncio",
+        "ZMSG_SERVE_MAX_PEER_BUFFER": "1048576",
+        "ZMSG_SERVE_REPLY_HWM": "64",
     }
     assert Config(environ=environ).serve() == ServeSettings(
         app="users:service", bind="tcp://127.0.0.1:6000", events_bind="tcp://127.0.0.1:6001",
-        log_level="warning", log_format="json", grace=30.0, loop="asyncio",
+        log_level="warning", log_format="json", grace=30.0, loop="asyncio", max_peer_buffer=1 << 20,
+        reply_hwm=64,
     )
 
 
@@ -86,6 +89,7 @@ def test_heartbeat_can_be_turned_off(text: str) -> None:
         ({"ZMSG_SERVE_LOG_FORMAT": "xml"}, "ZMSG_SERVE_LOG_FORMAT"),
         ({"ZMSG_SERVE_LOG_LEVEL": "loud"}, "ZMSG_SERVE_LOG_LEVEL"),
         ({"ZMSG_SERVE_LOOP": "trio"}, "ZMSG_SERVE_LOOP"),
+        ({"ZMSG_SERVE_REPLY_HWM": "0"}, "ZMSG_SERVE_REPLY_HWM"),
         ({"ZMSG_SERVE_BIND": "localhost:5555"}, "ZMSG_SERVE_BIND"),
         ({"ZMSG_SERVE_EVENTS_BIND": "tcp://h:99999"}, "ZMSG_SERVE_EVENTS_BIND"),
     ],
