@@ -115,6 +115,19 @@ def test_emit_reaches_the_service_from_several_threads(math_service) -> None:
         assert stats.get("events_missed", 0) == 0 and stats.get("events_out_of_order", 0) == 0
 
 
+def test_events_with_large_bodies_leave_as_whole_messages(math_service) -> None:
+    """A body past the external threshold is a frame of its own: the blocking publisher sends
+    the batch and its body frames as one message, and small events around it are unaffected."""
+    with zmsg.SyncClientProxy(math_service.endpoint) as client:
+        before = client.send("events_seen", "user_created")
+        for i in range(12):
+            client.emit("user_created", {"user_id": str(i), "email": "e" * (100_000 if i % 3 == 0 else 10)})
+        expected = before + 12
+        assert _eventually(lambda: client.send("events_seen", "user_created"), expected) == expected
+        stats = client.send("$zmsg.info")["stats"]
+        assert stats.get("events_missed", 0) == 0 and stats["malformed_messages"] == 0
+
+
 def test_first_emit_after_connect_is_not_lost(math_service) -> None:
     # The slow-joiner gap: an event published before the subscription arrived would vanish.
     for _ in range(3):

@@ -41,6 +41,17 @@ _send = _BackendSocket.send
 _SNDMORE = int(zmq.SNDMORE)
 
 
+def _send_message(sock: zmq.Socket[Any], frames: Sequence[Any]) -> None:
+    """Send one message, frame by frame through the backend, copying as Channel does: pyzmq's
+    zero-copy frames over 64 KiB release their buffer through its garbage-collector thread,
+    which costs more than the copy. libzmq applies the high-water mark (and ``SNDTIMEO``) to a
+    message's first frame only, so a message is queued whole or not at all."""
+    last = len(frames) - 1
+    for index in range(last):
+        _send(sock, frames[index], _SNDMORE)
+    _send(sock, frames[last])
+
+
 def _ms(timeout: float) -> int:
     """Seconds to ZeroMQ's whole milliseconds, never 0 (0 would mean "do not wait at all")."""
     return min(max(1, int(timeout * 1000 + 0.999)), 0x7FFFFFFF)  # a C int in ZeroMQ
@@ -82,14 +93,8 @@ class BlockingDealer:
         return found
 
     def send(self, frames: Sequence[Any]) -> None:
-        sock = self.sock
         try:
-            # Copying, as Channel does: pyzmq's zero-copy frames over 64 KiB release their
-            # buffer through its garbage-collector thread, which costs more than the copy.
-            last = len(frames) - 1
-            for index in range(last):
-                _send(sock, frames[index], _SNDMORE)
-            _send(sock, frames[last])
+            _send_message(self.sock, frames)
         except zmq.ZMQError as exc:
             raise ServiceUnavailable(f"cannot send: {exc.strerror}") from None
 
@@ -235,10 +240,7 @@ class BlockingPublisher:
         sock = self.sock
         sock.setsockopt(zmq.SNDTIMEO, _ms(timeout))
         try:
-            if len(frames) == 1:
-                sock.send(frames[0])
-            else:
-                sock.send_multipart(frames)  # copying: see BlockingDealer.send
+            _send_message(sock, frames)
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:
