@@ -29,9 +29,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from zmsg.bench import procs
+from zmsg.bench.worker import drive
 from zmsg.bench.workloads import Job
 
 WARMUP = 200
@@ -89,20 +89,6 @@ def read_dump(directory: Path, requests: int) -> tuple[float, float, float]:
     return main / requests, copies / requests, others / requests
 
 
-def _drive(impl: str, job: Job, endpoint: str) -> dict[str, Any]:
-    if impl == "raw":
-        from zmsg.bench import raw
-        return raw.run_job(job, endpoint, None)
-    if impl == "raw-async":
-        from zmsg.bench import raw
-        return raw.run_async_job(job, endpoint)
-    from zmsg.bench import zclient
-    if impl == "sync":
-        return zclient.run_sync_job(job, endpoint)
-    import zmsg
-    return zmsg.run(zclient.run_job(job, endpoint))
-
-
 def _callgrind(pid: int, *command: str) -> None:
     subprocess.run(["callgrind_control", *command, str(pid)], capture_output=True, check=True)
 
@@ -112,9 +98,9 @@ def _run_traced_client(impl: str, size: int, requests: int, in_flight: int, endp
     if impl != "raw" and impl != "raw-async":
         import zmsg
         zmsg.tune_allocator()  # as the bench's zmsg client does
-    _drive(impl, Job("instructions", "echo", WARMUP, 0, in_flight, size), endpoint)
+    drive(impl, Job("instructions", "echo", WARMUP, 0, in_flight, size), endpoint)
     _callgrind(os.getpid(), "-i", "on")
-    result = _drive(impl, Job("instructions", "echo", requests, 0, in_flight, size), endpoint)
+    result = drive(impl, Job("instructions", "echo", requests, 0, in_flight, size), endpoint)
     _callgrind(os.getpid(), "-d")
     print(f"COUNT {result['count']}", flush=True)
 
@@ -143,9 +129,9 @@ def count_service(impl: str, size: int, requests: int, in_flight: int, scratch: 
     driver = "raw" if impl == "raw" else ("sync" if in_flight == 1 else "zmsg")
     with server as srv:
         assert srv.proc is not None
-        _drive(driver, Job("instructions", "echo", WARMUP, 0, in_flight, size), srv.endpoint)
+        drive(driver, Job("instructions", "echo", WARMUP, 0, in_flight, size), srv.endpoint)
         _callgrind(srv.proc.pid, "-i", "on")
-        result = _drive(driver, Job("instructions", "echo", requests, 0, in_flight, size), srv.endpoint)
+        result = drive(driver, Job("instructions", "echo", requests, 0, in_flight, size), srv.endpoint)
         _callgrind(srv.proc.pid, "-d")
     return Count("service", impl, size, in_flight, result["count"], *read_dump(out, result["count"]))
 

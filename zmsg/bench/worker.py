@@ -17,7 +17,7 @@ from typing import Any
 
 from zmsg.bench.workloads import Job
 
-__all__ = ["main"]
+__all__ = ["main", "drive"]
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -40,6 +40,26 @@ def _client_info(impl: str) -> dict[str, Any]:
     return info
 
 
+def drive(impl: str, job: Job, endpoint: str, events_endpoint: str | None = None,
+          progress: Any = None) -> dict[str, Any]:
+    """Run one job in this process with client ``impl`` ("zmsg", "sync", "raw", "raw-async")."""
+    if impl == "raw":
+        from zmsg.bench import raw
+
+        return raw.run_job(job, endpoint, events_endpoint, progress)
+    if impl == "raw-async":
+        from zmsg.bench import raw
+
+        return raw.run_async_job(job, endpoint)
+    from zmsg.bench import zclient
+
+    if impl == "sync":
+        return zclient.run_sync_job(job, endpoint, progress)
+    from zmsg.runtime import run as run_loop
+
+    return run_loop(zclient.run_job(job, endpoint, progress))
+
+
 def run(spec: dict[str, Any]) -> int:
     impl = spec["impl"]
     if not impl.startswith("raw"):
@@ -54,23 +74,7 @@ def run(spec: dict[str, Any]) -> int:
     for index, job in enumerate(jobs):
         gc.collect()
         try:
-            if impl == "raw":
-                from zmsg.bench import raw
-
-                result = raw.run_job(job, endpoint, spec.get("events_endpoint"), _progress(index))
-            elif impl == "raw-async":
-                from zmsg.bench import raw
-
-                result = raw.run_async_job(job, endpoint)
-            elif impl == "sync":
-                from zmsg.bench import zclient
-
-                result = zclient.run_sync_job(job, endpoint, _progress(index))
-            else:
-                from zmsg.bench import zclient
-                from zmsg.runtime import run as run_loop
-
-                result = run_loop(zclient.run_job(job, endpoint, _progress(index)))
+            result = drive(impl, job, endpoint, spec.get("events_endpoint"), _progress(index))
         except Exception as exc:  # reported to the orchestrator, which shows it per workload
             failed += 1
             _emit({"event": "error", "job": index, "message": f"{type(exc).__name__}: {exc}"})
