@@ -124,8 +124,8 @@ DEFAULT_MAX_PEER_BUFFER = 64 * 1024 * 1024
 """Bytes of unsent replies one client may have waiting in zmsg before its requests are refused."""
 DEFAULT_REPLY_HWM = 16
 """Reply messages ZeroMQ itself queues per client (SNDHWM): what zmsg cannot count in bytes, so small.
-Small has a price: libzmq wakes the writer every SNDHWM/2 messages its I/O thread reads (about 4 %
-of requests/s at one 64 KiB request in flight, against 1000; docs/cli.md)."""
+Small has a price: libzmq wakes the writer every SNDHWM/2 messages its I/O thread reads (1-4 % of
+requests/s at one 64 KiB request in flight, against 1000; docs/cli.md)."""
 DEFAULT_EVENT_HWM = DEFAULT_HWM
 """Event messages (batches of up to the emitter's flush_at events) ZeroMQ queues per emitter.
 Large on purpose for now: events queued at the emitter instead are lost if it closes before they
