@@ -19,16 +19,14 @@ import argparse
 import os
 import statistics
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from zmsg.bench import procs
+from zmsg.bench.cli import parse_size
 from zmsg.bench.workloads import Job
-
-_SIZES = {"": 1, "K": 1024, "M": 1024 * 1024}
 
 
 @dataclass(frozen=True)
@@ -55,31 +53,11 @@ class Variant:
         return cls(name, env)
 
 
-def parse_size(text: str) -> int:
-    text = text.strip().upper()
-    unit = text[-1] if text[-1:] in ("K", "M") else ""
-    return int(text[: len(text) - len(unit)]) * _SIZES[unit]
-
-
-@contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
-    """Child processes inherit ``os.environ`` (procs passes it on): set the variant's there."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def measure(impl: str, job: Job, env: dict[str, str]) -> dict[str, Any]:
     """One job: a fresh server, a fresh client process; the client's result plus service CPU."""
     server_cpus, client_cpus = procs.placement("auto", "W1" if job.in_flight == 1 else "sweep")
-    with _environment(env), (procs.raw_server() if impl.startswith("raw") else procs.zmsg_server()) as srv:
+    # Child processes inherit os.environ (procs passes it on): the variant's settings go there.
+    with mock.patch.dict(os.environ, env), (procs.raw_server() if impl.startswith("raw") else procs.zmsg_server()) as srv:
         procs.pin_process(srv.proc, server_cpus)
         cpu0 = procs.cpu_seconds(srv.proc)
         outcome = procs.run_worker({"impl": impl, "endpoint": srv.endpoint, "jobs": [job.as_dict()]},

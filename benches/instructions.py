@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zmsg.bench import procs
-from zmsg.bench.worker import drive
+from zmsg.bench.cli import parse_size
+from zmsg.bench.worker import drive, prepare
 from zmsg.bench.workloads import Job
 
 WARMUP = 200
@@ -39,7 +40,6 @@ CLIENTS = ("raw", "raw-async", "zmsg", "sync")
 # (zmsg's, raw pyzmq's doing the same work): the pairs the report compares.
 CLIENT_PAIRS = (("zmsg", "raw-async"), ("sync", "raw"))
 _VALGRIND = ("valgrind", "--tool=callgrind", "--separate-threads=yes", "--instr-atstart=no")
-_SIZE = re.compile(r"^(\d+)([KM]?)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,6 @@ class Count:
     main: float
     main_memcpy: float
     other_threads: float
-
-
-def parse_size(text: str) -> int:
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (64, 16K, 1M)")
-    return int(match[1]) * {"": 1, "K": 1024, "M": 1024 * 1024}[match[2].upper()]
 
 
 def thread_costs(annotated: str) -> tuple[int, int]:
@@ -95,9 +88,7 @@ def _callgrind(pid: int, *command: str) -> None:
 
 def _run_traced_client(impl: str, size: int, requests: int, in_flight: int, endpoint: str) -> None:
     """In the traced process: warm up, count ``requests`` requests, dump."""
-    if impl != "raw" and impl != "raw-async":
-        import zmsg
-        zmsg.tune_allocator()  # as the bench's zmsg client does
+    prepare(impl)  # as the bench's client processes are
     drive(impl, Job("instructions", "echo", WARMUP, 0, in_flight, size), endpoint)
     _callgrind(os.getpid(), "-i", "on")
     result = drive(impl, Job("instructions", "echo", requests, 0, in_flight, size), endpoint)

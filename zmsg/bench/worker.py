@@ -17,7 +17,7 @@ from typing import Any
 
 from zmsg.bench.workloads import Job
 
-__all__ = ["main", "drive"]
+__all__ = ["main", "drive", "prepare"]
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -38,6 +38,15 @@ def _client_info(impl: str) -> dict[str, Any]:
 
         info["loop"] = "uvloop" if uvloop_available() else "asyncio"
     return info
+
+
+def prepare(impl: str) -> None:
+    """Set up a client process as README's performance notes tell one moving large payloads to
+    (``zmsg serve`` does it for the service); the raw baseline is left as pyzmq programs are."""
+    if not impl.startswith("raw"):
+        from zmsg import tune_allocator
+
+        tune_allocator()
 
 
 def drive(impl: str, job: Job, endpoint: str, events_endpoint: str | None = None,
@@ -62,12 +71,7 @@ def drive(impl: str, job: Job, endpoint: str, events_endpoint: str | None = None
 
 def run(spec: dict[str, Any]) -> int:
     impl = spec["impl"]
-    if not impl.startswith("raw"):
-        # What README's performance notes tell a client process moving large payloads to do
-        # (``zmsg serve`` does it for the service). The raw baseline is left as pyzmq programs are.
-        from zmsg import tune_allocator
-
-        tune_allocator()
+    prepare(impl)
     endpoint = spec["endpoint"]
     jobs = [Job(**job) for job in spec["jobs"]]
     failed = 0
