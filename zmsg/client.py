@@ -95,6 +95,7 @@ from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCO
 from zmsg.transport.publisher import Publisher
 from zmsg.transport.security import CurveClient
 from zmsg.transport.sockets import connect_all
+from zmsg.transport.zmtp_dealer import ZmtpDealer, native_endpoint
 
 __all__ = ["ClientProxy", "PendingRequest", "Stream", "DEFAULT_TIMEOUT", "DEFAULT_FLUSH_AT", "DEFAULT_MAX_IN_FLIGHT",
            "ClientStats"]
@@ -158,7 +159,7 @@ class _Peer:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.link = PeerLink(endpoint)
-        self.channel: Channel | None = None
+        self.channel: Channel | ZmtpDealer | None = None
         self.monitor: SocketMonitor | None = None
         self.batch = BatchBuilder()
         self.events_endpoint: str | None = None
@@ -424,6 +425,7 @@ class ClientProxy:
         metadata: Mapping[str, str] | None = DEFAULTS.metadata,
         middleware: Sequence[Middleware] = (),
         wait_for_ready: bool = DEFAULTS.wait_for_ready,
+        transport: str = DEFAULTS.transport,
     ) -> None:
         """
         ``timeout``: default seconds per request; ``connect_timeout``: for the handshake
@@ -440,15 +442,17 @@ class ClientProxy:
         request and event, under each call's own; ``middleware``: ``async def mw(call,
         call_next)`` run around every call, outermost first; ``wait_for_ready``: when every
         endpoint is known to be down, wait for one (within the timeout) instead of failing at
-        once with ``ServiceUnavailable`` (also per call). Options are declared, with their
-        constraints, in ``zmsg.client_core.ClientOptions``.
+        once with ``ServiceUnavailable`` (also per call); ``transport``: "auto" (the loop speaks
+        ZMTP itself over tcp:// and ipc:// without CURVE, libzmq otherwise), "asyncio" or
+        "libzmq". Options are declared, with their constraints, in
+        ``zmsg.client_core.ClientOptions``.
         """
         self.endpoints = resolve_endpoints("ClientProxy", endpoints)
         self.options = options = client_options(
             "ClientProxy", timeout=timeout, connect_timeout=connect_timeout, emit_timeout=emit_timeout,
             retries=retries, retry_backoff=retry_backoff, max_in_flight=max_in_flight,
             max_message_size=max_message_size, heartbeat=heartbeat, event_hwm=event_hwm, flush_at=flush_at,
-            stream_window=stream_window, metadata=metadata, wait_for_ready=wait_for_ready)
+            stream_window=stream_window, metadata=metadata, wait_for_ready=wait_for_ready, transport=transport)
         # Plain attributes: the hot path reads them on every call.
         self.timeout = options.timeout
         self.connect_timeout = options.handshake_timeout
@@ -465,6 +469,14 @@ class ClientProxy:
         self._middleware = tuple(check_middleware(mw) for mw in middleware)
         self.wait_for_ready = options.wait_for_ready
         self.security = security
+        if options.transport == "asyncio" and security is not None:
+            raise ValueError("ClientProxy: transport='asyncio' speaks ZMTP's NULL mechanism only; "
+                             "CURVE needs transport='libzmq' (or 'auto')")
+        if options.transport == "asyncio":
+            for endpoint in self.endpoints:
+                if native_endpoint(endpoint) is None:
+                    raise ValueError(f"ClientProxy: transport='asyncio' reaches tcp:// and ipc:// endpoints, "
+                                     f"not {endpoint!r}")
         self.stats = ClientStats(self._window)
         self._impatient: set[int] = set()  # requests in flight that fail once every endpoint is down
         self.service_name: str | None = None
@@ -807,7 +819,21 @@ class ClientProxy:
             self._open_peer(peer)
         self._opened = True
 
+    def _loop_does_io(self, endpoint: str) -> bool:
+        """Whether this peer's requests go over ZmtpDealer (the loop's own TCP) or libzmq."""
+        transport = self.options.transport
+        if transport == "libzmq" or self.security is not None:
+            return False
+        return native_endpoint(endpoint) is not None
+
     def _open_peer(self, peer: _Peer) -> None:
+        if self._loop_does_io(peer.endpoint):
+            # The loop speaks ZMTP on the TCP connection itself: no I/O-thread wake-ups, and it
+            # reports the monitor's connection events, so the link state works alike.
+            peer.channel = ZmtpDealer(peer.endpoint, self._on_reply_message,
+                                      functools.partial(self._on_peer_event, peer),
+                                      name=f"client/{peer.endpoint}", heartbeat=self.heartbeat)
+            return
         sock = connect_dealer([peer.endpoint], heartbeat=self.heartbeat, security=self.security, connect=False)
         # Frames after the batch are external bodies: decoded from ZeroMQ's buffers, uncopied.
         peer.channel = Channel(sock, self._on_reply_message, name=f"client/{peer.endpoint}", copy_frames=1)

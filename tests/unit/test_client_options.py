@@ -45,6 +45,7 @@ SAMPLE: dict[str, tuple[Any, str]] = {
     # a TOML inline table, in the file and in the environment alike
     "metadata": ({"authorization": "Bearer x", "tenant": "t1"}, '{ authorization = "Bearer x", tenant = "t1" }'),
     "wait_for_ready": (True, "true"),
+    "transport": ("libzmq", "\"libzmq\""),
 }
 
 
@@ -68,10 +69,15 @@ def test_settings_and_defaults_agree() -> None:
         assert getattr(settings, name) == getattr(DEFAULTS, name)
 
 
+def _env(text: str) -> str:
+    """The environment's spelling of a TOML value: plain text, so a string loses its quotes."""
+    return text[1:-1] if text.startswith('"') else text
+
+
 SOURCES: dict[str, Callable[[str, Any, str], tuple[Config, dict[str, Any]]]] = {
     "register": lambda n, v, t: (Config(environ={}), {n: v}),
-    "ZMSG_CLIENT_": lambda n, v, t: (Config(environ={f"ZMSG_CLIENT_{n.upper()}": t}), {}),
-    "ZMSG_CLIENTS_NAME_": lambda n, v, t: (Config(environ={f"ZMSG_CLIENTS_SVC_{n.upper()}": t}), {}),
+    "ZMSG_CLIENT_": lambda n, v, t: (Config(environ={f"ZMSG_CLIENT_{n.upper()}": _env(t)}), {}),
+    "ZMSG_CLIENTS_NAME_": lambda n, v, t: (Config(environ={f"ZMSG_CLIENTS_SVC_{n.upper()}": _env(t)}), {}),
     "[client]": lambda n, v, t: (Config(tomllib.loads(f"[client]\n{n} = {t}\n"), environ={}), {}),
     "[clients.SVC]": lambda n, v, t: (Config(tomllib.loads(f"[clients.SVC]\n{n} = {t}\n"), environ={}), {}),
 }
