@@ -8,9 +8,12 @@ table; the reader resolves futures straight from the reply batch. Timeouts need 
 request: one timer is armed for the earliest deadline and sweeps what has expired; a request
 that times out or whose caller is cancelled is cancelled at the service too (a cancel record).
 
-Each peer's socket is monitored: when its connection drops (closed, killed, or silent past the
-heartbeat timeout) the requests in flight on it fail at once with ``ServiceUnavailable`` instead
-of waiting out their timeouts, and ZeroMQ reconnects by itself when the service comes back.
+Each peer's connection is watched: when it drops (closed, killed, or silent past the heartbeat
+timeout) the requests in flight on it fail at once with ``ServiceUnavailable`` instead of waiting
+out their timeouts, and it is dialled again by itself when the service comes back. By default
+(``transport="auto"``) the loop speaks ZMTP on each request connection itself
+(``transport.zmtp_dealer``, which reports the same connection events as a socket monitor), so a
+call costs no thread wake-ups; with CURVE, or ``transport="libzmq"``, a monitored ZeroMQ DEALER.
 
 Events go out on one XPUB connected to every service's event endpoint, learnt with a
 ``$zmsg.hello`` request. The XPUB reports each subscriber joining and leaving, so ``emit`` only

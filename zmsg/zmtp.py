@@ -238,6 +238,7 @@ class Reader:
 
     def _parse(self, out: list[tuple[Any, ...]]) -> None:
         buf, pos, end = self._buf, self._start, self._end
+        view = memoryview(buf)
         if not self._greeted:
             if end - pos < GREETING_SIZE:
                 if end - pos >= 10 and (buf[pos] != 0xFF or buf[pos + 9] & 0x01 != 0x01):
@@ -275,7 +276,7 @@ class Reader:
                     # Its own buffer, filled by the transport directly; what already came is copied.
                     large = bytearray(size)
                     have = min(size, end - body_at)
-                    large[:have] = buf[body_at:body_at + have]
+                    large[:have] = view[body_at:body_at + have]
                     pos = body_at + have
                     if have < size:
                         self._large, self._large_filled, self._large_more = large, have, bool(flags & _MORE)
@@ -284,7 +285,7 @@ class Reader:
                     continue
             if end - body_at < size:
                 break
-            body = bytes(buf[body_at:body_at + size])
+            body = bytes(view[body_at:body_at + size])  # one copy (a bytearray slice would be two)
             pos = body_at + size
             if flags & _COMMAND:
                 name, data = parse_command(body)
