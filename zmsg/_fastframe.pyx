@@ -7,7 +7,7 @@ zmq, asyncio or msgspec. The pure-Python twin is the specification; both must ag
 byte (tests/unit/test_framing.py runs every framing test on both, plus a differential test).
 """
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -303,3 +303,11 @@ def decode_metadata(body):
             raise FrameError(f"duplicate metadata key {key!r}")
         metadata[key] = value
     return metadata, pyview[end:]
+
+
+def new_buffer(Py_ssize_t size):
+    """A ``bytearray`` of ``size`` bytes, not zeroed: a receive buffer about to be filled whole
+    (zeroing 1 MiB first costs as much as copying it)."""
+    if size < 0:
+        raise ValueError("negative buffer size")
+    return PyByteArray_FromStringAndSize(NULL, size)

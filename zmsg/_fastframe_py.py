@@ -216,3 +216,11 @@ def decode_metadata(body: Any) -> tuple[dict[str, str], memoryview]:
             raise FrameError(f"duplicate metadata key {key!r}")
         metadata[key] = value
     return metadata, view[end:]
+
+
+def new_buffer(size: int) -> bytearray:
+    """A ``bytearray`` of ``size`` bytes for a receive buffer about to be filled whole (the
+    compiled twin leaves it unzeroed)."""
+    if size < 0:
+        raise ValueError("negative buffer size")
+    return bytearray(size)

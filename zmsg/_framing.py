@@ -37,6 +37,7 @@ unpack_header = _impl.unpack_header
 append_record = _impl.append_record
 append_external = _impl.append_external
 parse_frames = _impl.parse_frames
+new_buffer = _impl.new_buffer
 encode_metadata = _impl.encode_metadata
 decode_metadata = _impl.decode_metadata
 
@@ -56,4 +57,5 @@ __all__ = [
     "parse_frames",
     "encode_metadata",
     "decode_metadata",
+    "new_buffer",
 ]

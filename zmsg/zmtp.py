@@ -16,8 +16,10 @@ its own (no second copy), which is handed out as it is.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+from zmsg._framing import new_buffer
 
 __all__ = [
     "ZmtpError",
@@ -44,8 +46,11 @@ _NULL = b"NULL".ljust(20, b"\x00")
 _MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
 _RESERVED_FLAGS = 0xF8
 
-LARGE_FRAME = 32 * 1024
+LARGE_FRAME = 16 * 1024
 """Frames of this size or more are read into a buffer of their own, handed out uncopied."""
+READ_SIZE = 16 * 1024
+"""The most one read puts in the shared buffer (libzmq reads 8 KiB): a large frame's header
+arrives with at most this much of its body, which is copied; the rest is read in place."""
 _BUFFER_SIZE = 256 * 1024
 _SANE_MESSAGE_SIZE = 1 << 40  # without max_message_size: a size no peer means (a broken stream)
 _LONG_SIZE = struct.Struct(">Q")
@@ -147,14 +152,23 @@ def _frame_header(size: int, flags: int = 0) -> bytes:
     return bytes((flags | _LONG,)) + _LONG_SIZE.pack(size)
 
 
-def message_chunks(frames: Sequence[Any]) -> Iterable[Any]:
-    """The byte chunks of one message (header, frame, header, frame...), for ``writelines``:
-    frames are never copied or joined."""
+_JOIN_BELOW = 16 * 1024  # smaller frames are copied after their header: one buffer, one iovec
+
+
+def message_chunks(frames: Sequence[Any]) -> list[Any]:
+    """The byte chunks of one message, for ``writelines``: each frame after its header, small
+    frames joined to it (a copy is cheaper than another buffer to write), large ones as they are."""
+    chunks: list[Any] = []
     last = len(frames) - 1
     for index, frame in enumerate(frames):
-        size = frame.nbytes if isinstance(frame, memoryview) else len(frame)
-        yield _frame_header(size, _MORE if index < last else 0)
-        yield frame
+        size = frame.nbytes if type(frame) is memoryview else len(frame)
+        header = _frame_header(size, _MORE if index < last else 0)
+        if size < _JOIN_BELOW:
+            chunks.append(header + frame)
+        else:
+            chunks.append(header)
+            chunks.append(frame)
+    return chunks
 
 
 class Reader:
@@ -169,13 +183,14 @@ class Reader:
     (``failure``).
     """
 
-    __slots__ = ("max_message_size", "failure", "_buf", "_start", "_end", "_greeted", "_frames", "_message_size",
-                 "_large", "_large_filled", "_large_more")
+    __slots__ = ("max_message_size", "failure", "_buf", "_view", "_start", "_end", "_greeted", "_frames",
+                 "_message_size", "_large", "_large_filled", "_large_more")
 
     def __init__(self, max_message_size: int = -1) -> None:
         self.max_message_size = max_message_size
         self.failure: ZmtpError | None = None  # why the stream is broken (nothing is read after)
         self._buf = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._buf)  # the buffer is never resized: one view, sliced
         self._start = 0  # first byte not parsed yet
         self._end = 0  # end of the bytes received
         self._greeted = False
@@ -190,13 +205,13 @@ class Reader:
         large = self._large
         if large is not None:
             return memoryview(large)[self._large_filled:]
-        if len(self._buf) - self._end < LARGE_FRAME:
+        if _BUFFER_SIZE - self._end < LARGE_FRAME:
             # Unparsed bytes are less than one small frame: move them to the front, so that a
             # read always has room for a whole small frame.
             remaining = self._end - self._start
-            self._buf[:remaining] = self._buf[self._start:self._end]
+            self._view[:remaining] = self._view[self._start:self._end]
             self._start, self._end = 0, remaining
-        return memoryview(self._buf)[self._end:]
+        return self._view[self._end:self._end + READ_SIZE]
 
     def received(self, nbytes: int) -> list[tuple[Any, ...]]:
         """``nbytes`` were written where ``buffer()`` said: what they completed. When they
@@ -204,22 +219,19 @@ class Reader:
         out: list[tuple[Any, ...]] = []
         if self.failure is not None:
             return out
+        large = self._large
+        if large is not None:
+            self._large_filled += nbytes
+            if self._large_filled == len(large):
+                self._large = None
+                self._frame_done(large, self._large_more, out)
+            return out
+        self._end += nbytes
         try:
-            self._received(nbytes, out)
+            self._parse(out)
         except ZmtpError as exc:
             self.failure = exc
         return out
-
-    def _received(self, nbytes: int, out: list[tuple[Any, ...]]) -> None:
-        if self._large is not None:
-            self._large_filled += nbytes
-            if self._large_filled < len(self._large):
-                return
-            large, self._large = self._large, None
-            self._frame_done(large, self._large_more, out)
-            return
-        self._end += nbytes
-        self._parse(out)
 
     def feed(self, data: bytes) -> list[tuple[Any, ...]]:
         """Everything ``data`` completes (for tests and for transports that hand out bytes);
@@ -237,8 +249,7 @@ class Reader:
         return out
 
     def _parse(self, out: list[tuple[Any, ...]]) -> None:
-        buf, pos, end = self._buf, self._start, self._end
-        view = memoryview(buf)
+        buf, view, pos, end = self._buf, self._view, self._start, self._end
         if not self._greeted:
             if end - pos < GREETING_SIZE:
                 if end - pos >= 10 and (buf[pos] != 0xFF or buf[pos + 9] & 0x01 != 0x01):
@@ -274,7 +285,7 @@ class Reader:
                 self._message_size = total
                 if size >= LARGE_FRAME:
                     # Its own buffer, filled by the transport directly; what already came is copied.
-                    large = bytearray(size)
+                    large = new_buffer(size)
                     have = min(size, end - body_at)
                     large[:have] = view[body_at:body_at + have]
                     pos = body_at + have
