@@ -135,6 +135,9 @@ class ZmtpDealer:
     # -- called by the protocol ------------------------------------------------------------
 
     def _handshake_done(self, transport: asyncio.Transport) -> None:
+        if self._closed:  # closed while this connection was being made
+            transport.abort()
+            return
         self._transport = transport
         self._ready = True
         pending, self._pending = self._pending, []
@@ -150,14 +153,20 @@ class ZmtpDealer:
             self.callback_errors += 1
             log.exception("%s: message handler failed", self.name)
 
+    def _stop_writing(self) -> None:
+        """The connection is being dropped: sends from now on wait for the next one."""
+        self._ready = False
+
     def _lost(self, was_ready: bool, failure: ZmtpError | None) -> None:
         self._transport = None
         self._ready = False
         if self._closed:
             return
         if was_ready:
-            # What was not written is gone with the connection, as with libzmq; the owner fails
-            # those requests on this event.
+            # What was not written is gone with the connection, and so is what was sent while it
+            # was being dropped: the owner fails all of those requests on this event, so none
+            # may reach the service later (libzmq would have delivered those after reconnecting).
+            self._pending = []
             self._event(DISCONNECTED)
         elif failure is not None:
             self._event(AUTH_FAILED if failure.auth else PROTOCOL_FAILED)
@@ -228,6 +237,9 @@ class _Protocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports.
         self._transport = transport = cast(asyncio.Transport, transport)
+        if self._owner._closed:  # closed while connecting
+            transport.abort()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Requests are small and latency-bound: never wait to coalesce them (asyncio and
@@ -300,6 +312,7 @@ class _Protocol(asyncio.BufferedProtocol):
             self._silent_ticks += 1
             if self._silent_ticks >= 3:
                 log.info("%s: %s silent for three heartbeats: dropping the connection", owner.name, owner.endpoint)
+                owner._stop_writing()
                 transport.abort()
                 return
         transport.write(ping_command(3 * owner._heartbeat))
@@ -308,6 +321,7 @@ class _Protocol(asyncio.BufferedProtocol):
     def _fail(self, failure: ZmtpError) -> None:
         log.warning("%s: %s: %s", self._owner.name, self._owner.endpoint, failure)
         self._failure = failure
+        self._owner._stop_writing()
         if self._transport is not None:
             self._transport.abort()
 
