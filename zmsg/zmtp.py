@@ -25,6 +25,8 @@ __all__ = [
     "ZmtpError",
     "GREETING_SIZE",
     "LARGE_FRAME",
+    "READ_SIZE",
+    "LARGE_READ_START",
     "greeting",
     "parse_greeting",
     "command",
@@ -50,11 +52,15 @@ LARGE_FRAME = 32 * 1024
 """Frames of this size or more are read into a buffer of their own, handed out uncopied (zmsg
 sends bodies of 32 KiB or more as frames of their own; smaller ones ride in batch frames)."""
 READ_SIZE = 32 * 1024
-"""The most one read puts in the shared buffer (libzmq reads 8 KiB): a large frame's header
-arrives with at most this much of its body, which is copied; the rest is read in place. Each
-read costs a system call and a trip through the protocol's callbacks, so it is sized for a
-whole batch frame of inline bodies (benches/instructions.py, 1 x 16 KiB: 198k instructions per
-request with 16 KiB reads and frames, 167k with 32 KiB; 64 KiB: 271k and 304k)."""
+"""The most one read puts in the shared buffer while messages are small: a whole batch frame of
+inline bodies in one read (each read costs a system call and a trip through the protocol's
+callbacks; benches/instructions.py, 1 x 16 KiB: 198k instructions per request with 16 KiB
+reads, 167k with 32 KiB)."""
+LARGE_READ_START = 8 * 1024
+"""The first read after a message that had a large frame (libzmq reads 8 KiB): a large frame's
+header arrives with at most this much of its body, which is copied, and the rest is read in
+place in one more read either way (1 x 64 KiB: 304k instructions per request with 32 KiB reads,
+271k with 16 KiB)."""
 _BUFFER_SIZE = 256 * 1024
 _SANE_MESSAGE_SIZE = 1 << 40  # without max_message_size: a size no peer means (a broken stream)
 _LONG_SIZE = struct.Struct(">Q")
@@ -188,7 +194,7 @@ class Reader:
     """
 
     __slots__ = ("max_message_size", "failure", "_buf", "_view", "_start", "_end", "_greeted", "_frames",
-                 "_message_size", "_large", "_large_filled", "_large_more")
+                 "_message_size", "_large", "_large_filled", "_large_more", "_read_size", "_had_large")
 
     def __init__(self, max_message_size: int = -1) -> None:
         self.max_message_size = max_message_size
@@ -203,6 +209,8 @@ class Reader:
         self._large: bytearray | None = None  # a large frame's own buffer, while it fills
         self._large_filled = 0
         self._large_more = False
+        self._read_size = READ_SIZE  # LARGE_READ_START while messages carry large frames
+        self._had_large = False  # the message being received has a large frame
 
     def buffer(self) -> memoryview:
         """Where the transport should write the bytes it receives next (never empty)."""
@@ -215,7 +223,7 @@ class Reader:
             remaining = self._end - self._start
             self._view[:remaining] = self._view[self._start:self._end]
             self._start, self._end = 0, remaining
-        return self._view[self._end:self._end + READ_SIZE]
+        return self._view[self._end:self._end + self._read_size]
 
     def received(self, nbytes: int) -> list[tuple[Any, ...]]:
         """``nbytes`` were written where ``buffer()`` said: what they completed. When they
@@ -290,6 +298,7 @@ class Reader:
                 if size >= LARGE_FRAME:
                     # Its own buffer, filled by the transport directly; what already came is copied.
                     large = new_buffer(size)
+                    self._had_large = True
                     have = min(size, end - body_at)
                     large[:have] = view[body_at:body_at + have]
                     pos = body_at + have
@@ -316,4 +325,7 @@ class Reader:
         if not more:
             frames, self._frames = self._frames, []
             self._message_size = 0
+            # Expect the next message to be like this one: large frames -> a short first read.
+            self._read_size = LARGE_READ_START if self._had_large else READ_SIZE
+            self._had_large = False
             out.append(("message", frames))

@@ -16,6 +16,8 @@ from hypothesis import given, settings, strategies as st
 from zmsg.zmtp import (
     GREETING_SIZE,
     LARGE_FRAME,
+    LARGE_READ_START,
+    READ_SIZE,
     Reader,
     ZmtpError,
     command,
@@ -175,6 +177,17 @@ def test_the_reader_hands_out_the_large_frame_itself_to_fill() -> None:
     target[:] = b"b" * (size - 100)
     items = reader.received(size - 100)
     assert _messages(items) == [[b"a" * 100 + b"b" * (size - 100)]]
+
+
+def test_after_a_large_frame_the_next_read_starts_short() -> None:
+    # So that little of the next large body lands in the shared buffer (and is copied out).
+    reader = Reader()
+    reader.feed(_peer_greeting())
+    assert len(reader.buffer()) == READ_SIZE
+    reader.feed(_wire([b"h", b"x" * LARGE_FRAME]))
+    assert len(reader.buffer()) == LARGE_READ_START < READ_SIZE
+    reader.feed(_wire([b"small"]))
+    assert len(reader.buffer()) == READ_SIZE
 
 
 def _fill(reader: Reader, data: bytes) -> int:
