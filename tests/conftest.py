@@ -52,6 +52,20 @@ async def _fail_on_loop_errors() -> AsyncIterator[None]:
     assert not seen, f"the event loop's exception handler was called: {seen}"
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now, for a test that binds (or leaves) it later."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_endpoint() -> str:
+    """``tcp://127.0.0.1:PORT`` on a ``free_port()``."""
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
 class ServedProcess:
     """A ``zmsg serve`` subprocess and the endpoints it printed."""
 

@@ -68,6 +68,7 @@ from zmsg.client_core import (
     encode_call,
     hello_instance,
     instance_endpoints,
+    loop_does_io,
     malformed_reply,
     merge_metadata,
     name_to_resolve,
@@ -98,7 +99,7 @@ from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCO
 from zmsg.transport.publisher import Publisher
 from zmsg.transport.security import CurveClient
 from zmsg.transport.sockets import connect_all
-from zmsg.transport.zmtp_dealer import ZmtpDealer, native_endpoint
+from zmsg.transport.zmtp_dealer import ZmtpDealer
 
 __all__ = ["ClientProxy", "PendingRequest", "Stream", "DEFAULT_TIMEOUT", "DEFAULT_FLUSH_AT", "DEFAULT_MAX_IN_FLIGHT",
            "ClientStats"]
@@ -472,14 +473,8 @@ class ClientProxy:
         self._middleware = tuple(check_middleware(mw) for mw in middleware)
         self.wait_for_ready = options.wait_for_ready
         self.security = security
-        if options.transport == "asyncio" and security is not None:
-            raise ValueError("ClientProxy: transport='asyncio' speaks ZMTP's NULL mechanism only; "
-                             "CURVE needs transport='libzmq' (or 'auto')")
-        if options.transport == "asyncio":
-            for endpoint in self.endpoints:
-                if native_endpoint(endpoint) is None:
-                    raise ValueError(f"ClientProxy: transport='asyncio' reaches tcp:// and ipc:// endpoints, "
-                                     f"not {endpoint!r}")
+        for endpoint in self.endpoints:
+            loop_does_io(options.transport, security is not None, endpoint)  # refuses what cannot be
         self.stats = ClientStats(self._window)
         self._impatient: set[int] = set()  # requests in flight that fail once every endpoint is down
         self.service_name: str | None = None
@@ -824,10 +819,7 @@ class ClientProxy:
 
     def _loop_does_io(self, endpoint: str) -> bool:
         """Whether this peer's requests go over ZmtpDealer (the loop's own TCP) or libzmq."""
-        transport = self.options.transport
-        if transport == "libzmq" or self.security is not None:
-            return False
-        return native_endpoint(endpoint) is not None
+        return loop_does_io(self.options.transport, self.security is not None, endpoint)
 
     def _open_peer(self, peer: _Peer) -> None:
         if self._loop_does_io(peer.endpoint):

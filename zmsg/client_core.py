@@ -46,7 +46,7 @@ from zmsg.defaults import (
     DEFAULT_STREAM_WINDOW,
     DEFAULT_TIMEOUT,
 )
-from zmsg.endpoints import events_connect_endpoint, validate_endpoint
+from zmsg.endpoints import events_connect_endpoint, native_endpoint, validate_endpoint
 from zmsg.errors import (
     AuthenticationFailed,
     FrameError,
@@ -174,6 +174,24 @@ DEFAULTS = ClientOptions()
 SYNC_CLIENT_OPTIONS = frozenset(ClientOptions.__struct_fields__) - {"max_in_flight", "flush_at", "transport"}
 """What ``SyncClientProxy`` takes: one request per thread at a time needs no slots or batches,
 and it blocks in libzmq (no loop to do its I/O)."""
+
+
+def loop_does_io(transport: str, secure: bool, endpoint: str) -> bool:
+    """Whether a ClientProxy peer's requests go over the loop's own ZMTP (True) or a libzmq
+    DEALER: the ``transport`` option's rule. ValueError when "asyncio" cannot be honoured (the
+    loop speaks ZMTP's NULL mechanism only, over tcp:// and ipc://)."""
+    if transport == "libzmq":
+        return False
+    if secure:
+        if transport == "asyncio":
+            raise ValueError("ClientProxy: transport='asyncio' speaks ZMTP's NULL mechanism only; "
+                             "CURVE needs transport='libzmq' (or 'auto')")
+        return False
+    if native_endpoint(endpoint) is None:
+        if transport == "asyncio":
+            raise ValueError(f"ClientProxy: transport='asyncio' reaches tcp:// and ipc:// endpoints, not {endpoint!r}")
+        return False
+    return True
 
 
 def client_options(owner: str, **values: Any) -> ClientOptions:

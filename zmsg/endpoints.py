@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from zmsg.errors import EndpointError, SecurityError
 
 __all__ = ["validate_endpoint", "connectable", "events_bind_endpoint", "events_connect_endpoint",
-           "is_local_endpoint", "parse_networks"]
+           "is_local_endpoint", "parse_networks", "native_endpoint"]
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)$")
 
@@ -34,6 +34,19 @@ def validate_endpoint(endpoint: str) -> str:
     raise EndpointError(
         f"malformed endpoint {endpoint!r}: expected 'tcp://HOST:PORT', 'ipc://PATH' or 'inproc://NAME'"
     )
+
+
+def native_endpoint(endpoint: str) -> tuple[str, str, int] | None:
+    """``("tcp", host, port)`` or ``("ipc", path, 0)`` for an endpoint a client can dial without
+    libzmq (zmsg.transport.zmtp_dealer); None otherwise (inproc://, wildcards, malformed)."""
+    match = _TCP.match(endpoint)
+    if match is not None:
+        if "*" in (match["host"], match["port"]):
+            return None  # a wildcard binds; it cannot be dialled
+        return "tcp", match["host"].strip("[]"), int(match["port"])
+    if endpoint.startswith("ipc://") and len(endpoint) > 6:
+        return "ipc", endpoint[6:], 0
+    return None
 
 
 def connectable(bound: str) -> str:

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import zmsg
+from tests.conftest import free_endpoint
 from zmsg.commands import ExitCode
 
 SERVICES_DIR = Path(__file__).parent.parent / "services"
@@ -45,12 +45,6 @@ def _one_line_error(result: subprocess.CompletedProcess[str], code: int, text: s
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert text in lines[0], lines[0]
-
-
-def _free_endpoint() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
 
 
 # -- serve, call, emit, info, health ---------------------------------------------------------------
@@ -141,7 +135,7 @@ def test_timeout(math_service) -> None:
 
 
 def test_unreachable_service() -> None:
-    endpoint = _free_endpoint()
+    endpoint = free_endpoint()
     for command in (["call", endpoint, "echo", "1"], ["emit", endpoint, "x"], ["info", endpoint],
                     ["health", endpoint]):
         result = zmsg_cmd(*command, "--timeout", "0.3")

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 
 import pytest
 
 import zmsg
+from tests.conftest import free_endpoint
 from zmsg.client_core import LinkEvent, PeerLink, unavailable
 
 pytestmark = pytest.mark.anyio
-
-
-def _free_endpoint() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_the_rule_waits_while_connecting_and_fails_when_all_are_down() -> None:
@@ -40,7 +34,7 @@ def test_the_rule_waits_while_connecting_and_fails_when_all_are_down() -> None:
 
 async def test_nothing_listening_fails_fast_unless_asked_to_wait() -> None:
     async with asyncio.timeout(30):  # a RequestTimeout of 60 s would mean no fail fast
-        client = zmsg.ClientProxy(_free_endpoint(), timeout=60)
+        client = zmsg.ClientProxy(free_endpoint(), timeout=60)
         try:
             # The first call waits for the first connection attempt, which is refused.
             with pytest.raises(zmsg.ServiceUnavailable, match="no endpoint is up"):
@@ -53,7 +47,7 @@ async def test_nothing_listening_fails_fast_unless_asked_to_wait() -> None:
                 await client.send("echo", 4, timeout=0.3, wait_for_ready=True)
         finally:
             await client.close()
-        patient = zmsg.ClientProxy(_free_endpoint(), timeout=0.3, wait_for_ready=True)
+        patient = zmsg.ClientProxy(free_endpoint(), timeout=0.3, wait_for_ready=True)
         try:
             with pytest.raises(zmsg.RequestTimeout):
                 await patient.send("echo", 5)
@@ -64,7 +58,7 @@ async def test_nothing_listening_fails_fast_unless_asked_to_wait() -> None:
 
 
 async def test_a_service_that_went_away_fails_fast_and_the_same_proxy_recovers(serve_process) -> None:
-    endpoint = _free_endpoint()
+    endpoint = free_endpoint()
     served = serve_process("mathsvc:service", "--bind", endpoint)
     loop = asyncio.get_running_loop()
     async with zmsg.ClientProxy(endpoint, timeout=60, heartbeat=0.2) as client:
@@ -88,7 +82,7 @@ async def test_a_service_that_went_away_fails_fast_and_the_same_proxy_recovers(s
 
 
 def test_the_sync_client_fails_fast_once_it_knows() -> None:
-    client = zmsg.SyncClientProxy(_free_endpoint(), timeout=1.0)
+    client = zmsg.SyncClientProxy(free_endpoint(), timeout=1.0)
     try:
         # Its first call waits, unless the refused connect was already reported when it started.
         with pytest.raises((zmsg.RequestTimeout, zmsg.ServiceUnavailable)):
@@ -99,7 +93,7 @@ def test_the_sync_client_fails_fast_once_it_knows() -> None:
             client.send("echo", 3, wait_for_ready=True)
     finally:
         client.close()
-    patient = zmsg.SyncClientProxy(_free_endpoint(), timeout=0.3, wait_for_ready=True)
+    patient = zmsg.SyncClientProxy(free_endpoint(), timeout=0.3, wait_for_ready=True)
     try:
         for _ in range(2):
             with pytest.raises(zmsg.RequestTimeout):

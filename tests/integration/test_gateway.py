@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,10 @@ pytest.importorskip("uvicorn", reason=_MISSING)
 httpx = pytest.importorskip("httpx", reason=_MISSING)
 
 import zmsg  # noqa: E402  (after the skips: a missing extra is a skip, not an error)
+from tests.conftest import free_port  # noqa: E402
 
 GATEWAY_DIR = Path(__file__).resolve().parents[2] / "examples" / "gateway"
 USERS_TIMEOUT = 2.0  # the gateway's reply timeout for the users service (the 503 case waits this long)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -36,7 +30,7 @@ def gateway(serve_process: Any) -> Iterator[dict[str, Any]]:
     """Start users, notifications and the ASGI gateway; yield their addresses; stop all three."""
     users = serve_process("users:service", cwd=GATEWAY_DIR)
     notifications = serve_process("notifications:service", cwd=GATEWAY_DIR)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ZMSG_CLIENTS_USERS_SERVICE_ENDPOINTS": users.endpoint,

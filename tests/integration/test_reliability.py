@@ -7,13 +7,13 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import struct
 from pathlib import Path
 
 import pytest
 
 import zmsg
+from tests.conftest import free_port
 from zmsg.testing import FaultyLink
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +33,6 @@ async def _eventually(probe, predicate, timeout: float = 20.0):
         if predicate(value) or loop.time() > deadline:
             return value
         await asyncio.sleep(0.05)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_a_request_whose_deadline_passed_is_not_started(serve_process) -> None:
@@ -89,7 +83,7 @@ async def test_idempotent_calls_are_retried_and_others_never(serve_process) -> N
 
 
 async def test_in_flight_requests_fail_fast_when_the_service_dies_and_the_proxy_recovers(serve_process) -> None:
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     first = serve_process("mathsvc:service", "--bind", endpoint)
     async with zmsg.ClientProxy(endpoint, timeout=60, emit_timeout=30) as client:
         assert await client.send("pid") == first.pid
@@ -227,7 +221,7 @@ async def test_events_lost_to_a_vanished_subscriber_are_detected_and_counted(ser
 
 
 async def test_emit_during_an_outage_raises_instead_of_dropping(serve_process) -> None:
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     first = serve_process("mathsvc:service", "--bind", endpoint)
     async with zmsg.ClientProxy(endpoint, emit_timeout=0.5) as client:
         await client.emit("user_created", {"user_id": "1", "email": "e"})
@@ -256,7 +250,7 @@ async def test_a_subscriber_killed_and_restarted_mid_stream_reports_the_gap(serv
     The service (scripts/soak/soak_service.py) persists the last sequence it handled per emitter,
     as a consumer commits offsets, and seeds Service.restore_event_sequences with it on start.
     """
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     env = {"SOAK_STATE": str(tmp_path / "state")}
     first = serve_process("soak_service:service", "--bind", endpoint, cwd=SOAK_DIR, env=env)
     emitted = 0

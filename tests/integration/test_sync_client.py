@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,12 +10,7 @@ from typing import Any
 import pytest
 
 import zmsg
-
-
-def _free_endpoint() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+from tests.conftest import free_endpoint
 
 
 def _eventually(probe: Any, expected: Any, timeout: float = 15.0) -> Any:
@@ -72,7 +66,7 @@ def test_timeout_raises_request_timeout_and_the_late_reply_is_dropped(math_servi
 
 
 def test_unreachable_service_is_service_unavailable() -> None:
-    client = zmsg.SyncClientProxy(_free_endpoint(), timeout=0.3)
+    client = zmsg.SyncClientProxy(free_endpoint(), timeout=0.3)
     with pytest.raises(zmsg.ServiceUnavailable, match="no zmsg service answered"):
         client.connect()
     # send fails fast once this thread's socket saw the refused connect, else it times out;

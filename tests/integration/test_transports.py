@@ -10,25 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 
 import zmsg
+from tests.conftest import free_endpoint
 from zmsg.transport.security import generate_keypair
 from zmsg.transport.zmtp_dealer import ZmtpDealer
 
 pytestmark = pytest.mark.anyio
 
 TRANSPORTS = ["asyncio", "libzmq"]
-
-
-def _free_endpoint() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -55,7 +49,7 @@ async def test_values_errors_and_streams(serve_process, transport: str) -> None:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_killed_service_fails_calls_at_once_and_the_proxy_recovers(serve_process, transport: str) -> None:
-    endpoint = _free_endpoint()
+    endpoint = free_endpoint()
     served = serve_process("mathsvc:service", "--bind", endpoint)
     async with zmsg.ClientProxy(endpoint, timeout=60, heartbeat=0.2, transport=transport) as client:
         assert await client.send("pid") == served.pid

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,8 +16,10 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from tests.conftest import free_port
+from zmsg.endpoints import native_endpoint
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED
-from zmsg.transport.zmtp_dealer import ZmtpDealer, native_endpoint
+from zmsg.transport.zmtp_dealer import ZmtpDealer
 from zmsg.zmtp import command, greeting, ready_command
 
 pytestmark = pytest.mark.anyio
@@ -94,12 +95,6 @@ async def scripted(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter]
             writer.transport.abort()  # ends each handler's read, so none is left pending
         await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_endpoints_it_reaches() -> None:
@@ -188,7 +183,7 @@ async def test_a_silent_peer_is_dropped_after_three_heartbeats_and_redialled() -
 
 
 async def test_refused_connections_are_retried_until_a_router_comes() -> None:
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    endpoint = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     rec = Recorder()
     dealer = ZmtpDealer(endpoint, rec.on_message, rec.on_event, reconnect_interval=0.02)
     try:

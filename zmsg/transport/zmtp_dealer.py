@@ -25,6 +25,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
+from zmsg.endpoints import native_endpoint
 from zmsg.errors import ChannelClosed, EndpointError
 from zmsg.transport.monitor import AUTH_FAILED, CONNECT_FAILED, CONNECTED, DISCONNECTED, PROTOCOL_FAILED
 from zmsg.zmtp import (
@@ -38,27 +39,12 @@ from zmsg.zmtp import (
     ready_command,
 )
 
-__all__ = ["ZmtpDealer", "native_endpoint"]
+__all__ = ["ZmtpDealer"]
 
 log = logging.getLogger("zmsg.transport")
 
 RECONNECT_INTERVAL = 0.1  # seconds, as libzmq's ZMQ_RECONNECT_IVL default
 _CONNECT_TIMEOUT = 10.0  # an attempt's bound without heartbeats
-
-
-def native_endpoint(endpoint: str) -> tuple[str, str, int] | None:
-    """``("tcp", host, port)`` or ``("ipc", path, 0)`` when ``endpoint`` can be reached without
-    libzmq; None otherwise (inproc://, or anything this module does not parse)."""
-    if endpoint.startswith("tcp://"):
-        host, sep, port = endpoint[6:].rpartition(":")
-        if not sep or not port.isdigit() or not host or host == "*":
-            return None
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        return "tcp", host, int(port)
-    if endpoint.startswith("ipc://") and len(endpoint) > 6:
-        return "ipc", endpoint[6:], 0
-    return None
 
 
 class ZmtpDealer:
@@ -87,8 +73,9 @@ class ZmtpDealer:
         self._heartbeat = heartbeat
         self._max_message_size = max_message_size
         self._reconnect_interval = reconnect_interval
+        # Set once a connection's handshake is done, cleared as soon as it is being dropped:
+        # while set, messages go straight to it.
         self._transport: asyncio.Transport | None = None
-        self._ready = False  # handshake done: messages go straight to the transport
         self._pending: list[list[Any]] = []  # sent before the handshake was done
         self._closed = False
         self._attempt: asyncio.Task[None] | None = None
@@ -139,7 +126,6 @@ class ZmtpDealer:
             transport.abort()
             return
         self._transport = transport
-        self._ready = True
         pending, self._pending = self._pending, []
         for frames in pending:
             transport.writelines(message_chunks(frames))
@@ -155,11 +141,10 @@ class ZmtpDealer:
 
     def _stop_writing(self) -> None:
         """The connection is being dropped: sends from now on wait for the next one."""
-        self._ready = False
+        self._transport = None
 
     def _lost(self, was_ready: bool, failure: ZmtpError | None) -> None:
         self._transport = None
-        self._ready = False
         if self._closed:
             return
         if was_ready:
@@ -181,7 +166,7 @@ class ZmtpDealer:
 
     @property
     def connected(self) -> bool:
-        return self._ready
+        return self._transport is not None
 
     @property
     def closed(self) -> bool:
@@ -192,7 +177,7 @@ class ZmtpDealer:
         if self._closed:
             raise ChannelClosed(f"{self.name} is closed")
         transport = self._transport
-        if self._ready and transport is not None:
+        if transport is not None:
             transport.writelines(message_chunks(frames))
         else:
             self._pending.append(frames)
@@ -210,7 +195,6 @@ class ZmtpDealer:
             self._attempt.cancel()
             self._attempt = None
         transport, self._transport = self._transport, None
-        self._ready = False
         if transport is None:
             return
         if linger_ms > 0 and transport.get_write_buffer_size():
