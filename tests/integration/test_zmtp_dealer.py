@@ -182,6 +182,26 @@ async def test_a_silent_peer_is_dropped_after_three_heartbeats_and_redialled() -
             dealer.close()
 
 
+async def test_closing_ends_a_connection_whose_handshake_never_finished() -> None:
+    hung_up = asyncio.Event()
+
+    async def never_greets(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(64)  # the dealer's greeting; ours never comes
+        while await reader.read(1024):
+            pass
+        hung_up.set()  # EOF: the dealer closed the connection
+
+    async with scripted(never_greets) as endpoint:
+        rec = Recorder()
+        dealer = ZmtpDealer(endpoint, rec.on_message, rec.on_event, heartbeat=None)
+        async with asyncio.timeout(10):
+            while dealer._connection is None:  # connected, handshake pending
+                await asyncio.sleep(0.01)
+        dealer.close()
+        await asyncio.wait_for(hung_up.wait(), 10)
+        assert rec.events.empty()
+
+
 async def test_refused_connections_are_retried_until_a_router_comes() -> None:
     endpoint = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     rec = Recorder()

@@ -76,6 +76,8 @@ class ZmtpDealer:
         # Set once a connection's handshake is done, cleared as soon as it is being dropped:
         # while set, messages go straight to it.
         self._transport: asyncio.Transport | None = None
+        # The connection being made or up (its handshake may not be done): what close() ends.
+        self._connection: asyncio.Transport | None = None
         self._pending: list[list[Any]] = []  # sent before the handshake was done
         self._closed = False
         self._attempt: asyncio.Task[None] | None = None
@@ -98,15 +100,13 @@ class ZmtpDealer:
                 coro = self._loop.create_connection(lambda: _Protocol(self), host, port)
             else:
                 coro = self._loop.create_unix_connection(lambda: _Protocol(self), host)
-            transport, _protocol = await asyncio.wait_for(coro, timeout)
+            await asyncio.wait_for(coro, timeout)
         except (OSError, TimeoutError):
             self._attempt = None
             self._event(CONNECT_FAILED)
             self._schedule_retry()
             return
         self._attempt = None
-        if self._closed:
-            transport.abort()
 
     def _schedule_retry(self) -> None:
         if not self._closed and self._retry is None and self._attempt is None:
@@ -121,10 +121,15 @@ class ZmtpDealer:
 
     # -- called by the protocol ------------------------------------------------------------
 
-    def _handshake_done(self, transport: asyncio.Transport) -> None:
-        if self._closed:  # closed while this connection was being made
+    def _connection_made(self, transport: asyncio.Transport) -> bool:
+        """A TCP connection is up; False when this dealer was closed meanwhile (it is dropped)."""
+        if self._closed:
             transport.abort()
-            return
+            return False
+        self._connection = transport
+        return True
+
+    def _handshake_done(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         pending, self._pending = self._pending, []
         for frames in pending:
@@ -144,7 +149,7 @@ class ZmtpDealer:
         self._transport = None
 
     def _lost(self, was_ready: bool, failure: ZmtpError | None) -> None:
-        self._transport = None
+        self._transport = self._connection = None
         if self._closed:
             return
         if was_ready:
@@ -194,10 +199,13 @@ class ZmtpDealer:
         if self._attempt is not None:
             self._attempt.cancel()
             self._attempt = None
-        transport, self._transport = self._transport, None
+        # The connection, whether or not its handshake is done (one the peer never answers must
+        # not stay open), is ended; linger only applies to one that took messages.
+        transport, self._connection = self._connection, None
+        ready, self._transport = self._transport is not None, None
         if transport is None:
             return
-        if linger_ms > 0 and transport.get_write_buffer_size():
+        if ready and linger_ms > 0 and transport.get_write_buffer_size():
             transport.close()  # flushes what is buffered, then closes
             self._loop.call_later(linger_ms / 1000, transport.abort)
         else:
@@ -221,8 +229,7 @@ class _Protocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are transports.
         self._transport = transport = cast(asyncio.Transport, transport)
-        if self._owner._closed:  # closed while connecting
-            transport.abort()
+        if not self._owner._connection_made(transport):
             return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
